@@ -1,0 +1,108 @@
+# numatier: top-level build.  `make`, `make check`, `make install`, `make deps`.
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
+DESTDIR    ?=
+
+BUILD      ?= build
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+
+# Libraries with a .pc file come through pkg-config; libnuma and libpfm ship none.
+PC_LIBS    := libsystemd json-c inih
+PC_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PC_LIBS) 2>/dev/null)
+PC_LDLIBS  := $(shell $(PKG_CONFIG) --libs $(PC_LIBS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARNINGS   := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+              -Wformat=2 -Wpointer-arith -Wcast-align -Wwrite-strings \
+              -Wundef -Wvla -Wnull-dereference -Wimplicit-fallthrough
+ifeq ($(CI),true)
+WARNINGS   += -Werror
+endif
+ifeq ($(WERROR),1)
+WARNINGS   += -Werror
+endif
+
+OPT        ?= -O2 -g
+CFLAGS     ?= $(OPT)
+ALL_CFLAGS := -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -DNT_VERSION=\"$(VERSION)\" \
+              -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
+              -Iinclude $(PC_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
+LDLIBS_ALL := $(PC_LDLIBS) -lnuma -lm
+
+# Everything but main.c goes into one static library that the daemon, the
+# CLI and the unit tests link, so tests exercise the very same objects.
+LIB_SRCS   := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard policy/*.c)
+CLI_SRCS   := $(wildcard cli/*.c)
+TEST_SRCS  := $(wildcard tests/unit/test-*.c)
+
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+LIBNT      := $(BUILD)/libnumatier.a
+
+.PHONY: all check check-unit check-integration check-asan install deps clean bench
+all: $(BUILD)/numatierd $(BUILD)/numatierctl
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBNT): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/numatierd: $(BUILD)/daemon/main.o $(LIBNT)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
+$(BUILD)/numatierctl: $(CLI_OBJS) $(LIBNT)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBNT)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $< $(LIBNT) $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/daemon/main.d
+
+# ---- tests -----------------------------------------------------------------
+check-unit: $(TEST_BINS)
+	@tests/run-unit.sh $(TEST_BINS)
+
+check-integration: all
+	@tests/integration/run.sh $(BUILD)
+
+# The same unit and host tests again under AddressSanitizer and UBSan.
+check-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" check-unit check-integration
+
+check: check-unit check-integration check-asan check-vm
+
+-include tests/vm/vm.mk
+
+# ---- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/numatier/numatierd.conf.d \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/numatierd $(DESTDIR)$(SBINDIR)/numatierd
+	install -m 0755 $(BUILD)/numatierctl $(DESTDIR)$(BINDIR)/numatierctl
+	install -m 0644 etc/numatierd.conf $(DESTDIR)$(SYSCONFDIR)/numatier/numatierd.conf
+	sed 's|@SBINDIR@|$(SBINDIR)|g' contrib/systemd/numatierd.service \
+	    > $(DESTDIR)$(UNITDIR)/numatierd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/numatierd.service
+	install -m 0644 doc/numatierd.8 doc/numatierctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 doc/numatierd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
+deps:
+	contrib/install-deps.sh
+
+clean:
+	rm -rf build build-asan
