@@ -12,8 +12,8 @@ BUILD      ?= build
 CC         ?= cc
 PKG_CONFIG ?= pkg-config
 
-# Libraries with a .pc file come through pkg-config; libnuma and libpfm ship none.
-PC_LIBS    := libsystemd json-c inih
+# Libraries with a .pc file come through pkg-config (libpfm4 ships none).
+PC_LIBS    := libsystemd json-c inih numa
 PC_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PC_LIBS) 2>/dev/null)
 PC_LDLIBS  := $(shell $(PKG_CONFIG) --libs $(PC_LIBS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -35,7 +35,7 @@ ALL_CFLAGS := -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -DNT_VERSION=\"$(VERSION)\" \
               -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
               -Iinclude $(PC_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
-LDLIBS_ALL := $(PC_LDLIBS) -lnuma -lm
+LDLIBS_ALL := $(PC_LDLIBS) -lm
 
 # Everything but main.c goes into one static library that the daemon, the
 # CLI and the unit tests link, so tests exercise the very same objects.
@@ -48,7 +48,7 @@ CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 LIBNT      := $(BUILD)/libnumatier.a
 
-.PHONY: all check check-unit check-integration check-asan install deps clean bench
+.PHONY: all check check-all check-unit check-integration check-asan install deps clean bench run
 all: $(BUILD)/numatierd $(BUILD)/numatierctl
 
 $(BUILD)/%.o: %.c
@@ -83,7 +83,19 @@ check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" check-unit check-integration
 
-check: check-unit check-integration check-asan check-vm
+# `make check` first installs what the tests need, then runs them in a fresh
+# make so pkg-config sees libraries that were just installed.
+check:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory check-all
+
+check-all: check-unit check-integration check-asan check-vm
+
+# The main job for now: the daemon in the foreground with the shipped config.
+run:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
+	exec $(BUILD)/numatierd --config etc/numatierd.conf
 
 -include tests/vm/vm.mk
 
@@ -95,14 +107,15 @@ install: all
 	install -m 0755 $(BUILD)/numatierd $(DESTDIR)$(SBINDIR)/numatierd
 	install -m 0755 $(BUILD)/numatierctl $(DESTDIR)$(BINDIR)/numatierctl
 	install -m 0644 etc/numatierd.conf $(DESTDIR)$(SYSCONFDIR)/numatier/numatierd.conf
-	sed 's|@SBINDIR@|$(SBINDIR)|g' contrib/systemd/numatierd.service \
+	sed 's|/usr/local/sbin/numatierd|$(SBINDIR)/numatierd|' contrib/systemd/numatierd.service \
 	    > $(DESTDIR)$(UNITDIR)/numatierd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/numatierd.service
 	install -m 0644 doc/numatierd.8 doc/numatierctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 doc/numatierd.conf.5 $(DESTDIR)$(MANDIR)/man5/
 
 deps:
-	contrib/install-deps.sh
+	@contrib/install-deps.sh
+	@if [ -f tests/vm/vm.mk ]; then $(MAKE) --no-print-directory vm-deps; fi
 
 clean:
 	rm -rf build build-asan

@@ -1,0 +1,373 @@
+/* numatierctl: the operator's view of numatierd.
+ *
+ * Exit codes: 0 success, 1 the request failed, 2 usage error,
+ * 3 the daemon cannot be reached, 4 permission denied, 5 no such process. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#include "numatier/config.h"
+#include "numatier/ctl.h"
+#include "numatier/numastat.h"
+#include "numatier/util.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_UNREACHABLE = 3,
+    EXIT_DENIED = 4,
+    EXIT_NO_PROCESS = 5,
+};
+
+struct ctl_opts {
+    const char *socket;
+    const char *root;
+    bool json;
+    uint64_t timeout_usec;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: numatierctl [OPTIONS] COMMAND [ARGS]\n\n"
+            "Commands:\n"
+            "  status               daemon state, nodes, tiers and distances\n"
+            "  stat                 per-node system memory (like numastat -m)\n"
+            "  stat -p PID|NAME     per-node memory of a process (like numastat -p)\n"
+            "  config               the daemon's effective configuration\n"
+            "  reload               re-read the configuration (root only)\n\n"
+            "Options:\n"
+            "  -s, --socket PATH    control socket (default %s, or $NUMATIER_SOCKET)\n"
+            "  -j, --json           print JSON instead of tables\n"
+            "      --root DIR       read /proc and /sys below DIR (stat only)\n"
+            "  -t, --timeout SECS   how long to wait for the daemon (default 5)\n"
+            "  -h, --help           show this help\n"
+            "      --version        show the version\n\n"
+            "Exit status: 0 success, 1 request failed, 2 usage error,\n"
+            "3 daemon unreachable, 4 permission denied, 5 no such process.\n",
+            NT_DEFAULT_SOCKET);
+}
+
+static void print_json(struct json_object *o)
+{
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
+}
+
+static int exit_for_error_code(const char *code)
+{
+    if (strcmp(code, "permission-denied") == 0)
+        return EXIT_DENIED;
+    if (strcmp(code, "no-such-process") == 0)
+        return EXIT_NO_PROCESS;
+    return EXIT_FAILED;
+}
+
+/* Send one request; on success *result borrows from *response. */
+static int call_daemon(const struct ctl_opts *o, const char *cmd, struct json_object **response,
+                       struct json_object **result)
+{
+    int r = nt_ctl_call(o->socket, cmd, NULL, o->timeout_usec, response);
+    if (r < 0) {
+        fprintf(stderr, "numatierctl: cannot reach numatierd at %s: %s%s\n", o->socket, strerror(-r),
+                r == -ENOENT || r == -ECONNREFUSED ? " (is the daemon running?)" : "");
+        return EXIT_UNREACHABLE;
+    }
+    struct json_object *ok, *err;
+    if (json_object_object_get_ex(*response, "ok", &ok) && json_object_get_boolean(ok)) {
+        if (!json_object_object_get_ex(*response, "result", result))
+            *result = NULL;
+        return EXIT_OK;
+    }
+    if (o->json) {
+        print_json(*response);
+    }
+    const char *code = "failed", *msg = "unknown error";
+    if (json_object_object_get_ex(*response, "error", &err)) {
+        struct json_object *c, *m;
+        if (json_object_object_get_ex(err, "code", &c))
+            code = json_object_get_string(c);
+        if (json_object_object_get_ex(err, "message", &m))
+            msg = json_object_get_string(m);
+    }
+    fprintf(stderr, "numatierctl: %s: %s\n", cmd, msg);
+    return exit_for_error_code(code);
+}
+
+static const char *jstr(struct json_object *o, const char *key, const char *dflt)
+{
+    struct json_object *v;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !v)
+        return dflt;
+    return json_object_get_string(v);
+}
+
+static int64_t jint(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !v)
+        return 0;
+    return json_object_get_int64(v);
+}
+
+static void format_uptime(uint64_t usec, char *buf, size_t len)
+{
+    uint64_t s = usec / 1000000;
+    if (s < 60)
+        snprintf(buf, len, "%" PRIu64 "s", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
+}
+
+static void print_node_row(struct json_object *node)
+{
+    const char *cpus = jstr(node, "cpus", "");
+    printf("%4" PRId64 "  %-4s  %-12s %12.2f %11.2f  %3" PRId64 "/%-3" PRId64 " ",
+           jint(node, "id"), jstr(node, "tier", "?"), *cpus ? cpus : "-",
+           (double)jint(node, "mem_total_kb") / 1024.0, (double)jint(node, "mem_free_kb") / 1024.0,
+           jint(node, "blocks_online"), jint(node, "blocks_total"));
+    struct json_object *dist;
+    if (json_object_object_get_ex(node, "distances", &dist))
+        for (size_t i = 0; i < json_object_array_length(dist); i++)
+            printf(" %" PRId64, json_object_get_int64(json_object_array_get_idx(dist, i)));
+    putchar('\n');
+}
+
+static void print_status(struct json_object *st)
+{
+    char up[32];
+    format_uptime((uint64_t)jint(st, "uptime_usec"), up, sizeof(up));
+    printf("numatierd %s, up %s, mode %s, cycle %s\n", jstr(st, "version", "?"), up,
+           jstr(st, "mode", "?"), jstr(st, "cycle_interval", "?"));
+
+    struct json_object *topo, *nodes;
+    if (!json_object_object_get_ex(st, "topology", &topo) || !topo ||
+        !json_object_object_get_ex(topo, "nodes", &nodes)) {
+        printf("topology: not read yet\n");
+        return;
+    }
+    printf("Node  Tier  CPUs          MemTotal_MB  MemFree_MB  Blocks   Distances\n");
+    size_t n = json_object_array_length(nodes);
+    for (size_t i = 0; i < n; i++)
+        print_node_row(json_object_array_get_idx(nodes, i));
+
+    printf("Tiers:");
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *node = json_object_array_get_idx(nodes, i);
+        printf("%s node %" PRId64 " %s (%s)", i ? "," : "", jint(node, "id"),
+               jstr(node, "tier", "?"), jstr(node, "tier_reason", "?"));
+    }
+    putchar('\n');
+
+    struct json_object *rl;
+    if (json_object_object_get_ex(st, "reloads", &rl) && jint(rl, "failed") > 0)
+        printf("Reloads: %" PRId64 " ok, %" PRId64 " failed, last error: %s\n",
+               jint(rl, "ok"), jint(rl, "failed"), jstr(rl, "last_error", "-"));
+}
+
+static int cmd_status(const struct ctl_opts *o)
+{
+    struct json_object *resp = NULL, *result = NULL;
+    int rc = call_daemon(o, "status", &resp, &result);
+    if (rc == EXIT_OK) {
+        if (o->json)
+            print_json(result);
+        else
+            print_status(result);
+    }
+    json_object_put(resp);
+    return rc;
+}
+
+static int cmd_simple(const struct ctl_opts *o, const char *cmd, const char *done_msg)
+{
+    struct json_object *resp = NULL, *result = NULL;
+    int rc = call_daemon(o, cmd, &resp, &result);
+    if (rc == EXIT_OK) {
+        if (o->json || !done_msg)
+            print_json(result);
+        else
+            puts(done_msg);
+    }
+    json_object_put(resp);
+    return rc;
+}
+
+static void emit_table(struct nt_numastat_table *t, struct json_object *arr)
+{
+    if (arr)
+        json_object_array_add(arr, nt_numastat_to_json(t));
+    else
+        nt_numastat_print(stdout, t);
+}
+
+static int stat_error(int r, const char *what)
+{
+    fprintf(stderr, "numatierctl: stat %s: %s\n", what, strerror(-r));
+    return r == -ESRCH || r == -ENOENT ? EXIT_NO_PROCESS : EXIT_FAILED;
+}
+
+static int stat_system(const struct ctl_opts *o)
+{
+    struct nt_numastat_table *t = NULL;
+    int r = nt_numastat_system(o->root, &t);
+    if (r < 0)
+        return stat_error(r, "system");
+    if (o->json) {
+        struct json_object *j = nt_numastat_to_json(t);
+        print_json(j);
+        json_object_put(j);
+    } else {
+        nt_numastat_print(stdout, t);
+    }
+    nt_numastat_free(t);
+    return EXIT_OK;
+}
+
+/* PID or process name, as numastat -p takes them. */
+static int stat_process(const struct ctl_opts *o, const char *spec)
+{
+    char *end;
+    long pid = strtol(spec, &end, 10);
+    pid_t *pids = NULL;
+    size_t n = 0;
+    if (*spec && !*end && pid > 0) {
+        pids = malloc(sizeof(*pids));
+        if (!pids)
+            return EXIT_FAILED;
+        pids[0] = (pid_t)pid;
+        n = 1;
+    } else {
+        int r = nt_pids_by_name(o->root, spec, &pids, &n);
+        if (r < 0)
+            return stat_error(r, spec);
+        if (n == 0) {
+            fprintf(stderr, "numatierctl: stat: no process matches \"%s\"\n", spec);
+            free(pids);
+            return EXIT_NO_PROCESS;
+        }
+    }
+    struct json_object *arr = o->json ? json_object_new_array() : NULL;
+    int rc = EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct nt_numastat_table *t = NULL;
+        int r = nt_numastat_process(o->root, pids[i], &t);
+        if (r < 0) {
+            char what[32];
+            snprintf(what, sizeof(what), "pid %d", (int)pids[i]);
+            rc = stat_error(r, what);
+            continue;
+        }
+        emit_table(t, arr);
+        nt_numastat_free(t);
+    }
+    if (arr) {
+        print_json(n == 1 && json_object_array_length(arr) == 1 ? json_object_array_get_idx(arr, 0) : arr);
+        json_object_put(arr);
+    }
+    free(pids);
+    return rc;
+}
+
+static int cmd_stat(const struct ctl_opts *o, int argc, char **argv)
+{
+    if (argc == 1)
+        return stat_system(o);
+    if (argc == 3 && strcmp(argv[1], "-p") == 0)
+        return stat_process(o, argv[2]);
+    if (argc == 2 && strncmp(argv[1], "-p", 2) == 0 && argv[1][2])
+        return stat_process(o, argv[1] + 2);
+    fprintf(stderr, "numatierctl: usage: stat [-p PID|NAME]\n");
+    return EXIT_USAGE;
+}
+
+static int parse_opts(int argc, char **argv, struct ctl_opts *o)
+{
+    enum { OPT_ROOT = 256, OPT_VERSION };
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "root", required_argument, NULL, OPT_ROOT },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { 0 },
+    };
+    int c;
+    /* "+" stops at the command, so "stat -p" reaches the command. */
+    while ((c = getopt_long(argc, argv, "+s:jt:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': o->socket = optarg; break;
+        case 'j': o->json = true; break;
+        case OPT_ROOT: o->root = optarg; break;
+        case 't': {
+            char *end;
+            double secs = strtod(optarg, &end);
+            if (*end || secs <= 0 || secs > 3600) {
+                fprintf(stderr, "numatierctl: --timeout wants seconds between 0 and 3600\n");
+                return EXIT_USAGE;
+            }
+            o->timeout_usec = (uint64_t)(secs * 1e6);
+            break;
+        }
+        case 'h': usage(stdout); return EXIT_OK;
+        case OPT_VERSION: printf("numatierctl %s\n", NT_VERSION); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+/* "--json" is accepted after the command too: numatierctl status --json. */
+static int strip_json_flag(int argc, char **argv, struct ctl_opts *o)
+{
+    int out = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+            o->json = true;
+        else
+            argv[out++] = argv[i];
+    }
+    return out;
+}
+
+int main(int argc, char **argv)
+{
+    const char *env_socket = getenv("NUMATIER_SOCKET");
+    struct ctl_opts o = {
+        .socket = env_socket && *env_socket ? env_socket : NT_DEFAULT_SOCKET,
+        .root = "/",
+        .timeout_usec = 5000000,
+    };
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    argc -= optind;
+    argv += optind;
+    argc = strip_json_flag(argc, argv, &o);
+    if (argc < 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "status") == 0 && argc == 1)
+        return cmd_status(&o);
+    if (strcmp(cmd, "stat") == 0)
+        return cmd_stat(&o, argc, argv);
+    if (strcmp(cmd, "config") == 0 && argc == 1)
+        return cmd_simple(&o, "config", NULL);
+    if (strcmp(cmd, "reload") == 0 && argc == 1)
+        return cmd_simple(&o, "reload", "numatierd: configuration reloaded");
+    if (strcmp(cmd, "ping") == 0 && argc == 1)
+        return cmd_simple(&o, "ping", "pong");
+    fprintf(stderr, "numatierctl: unknown command or arguments: %s (see --help)\n", cmd);
+    return EXIT_USAGE;
+}

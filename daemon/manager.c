@@ -1,0 +1,353 @@
+/* The manager: event loop wiring, the periodic cycle, config reload and
+ * the control-socket commands. The work itself lives in the helpers. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <json-c/json.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "numatier/config.h"
+#include "numatier/ctl.h"
+#include "numatier/log.h"
+#include "numatier/manager.h"
+#include "numatier/topology.h"
+#include "numatier/units.h"
+#include "numatier/util.h"
+
+struct nt_manager {
+    sd_event *event;
+    struct nt_config config;
+    char *config_path;
+    bool config_required;
+    char *dropin_dir;
+    char *root;
+
+    struct nt_ctl_server *ctl;
+    struct nt_ctl_server *retired_ctl;  /* freed from a defer source, never from its own callback */
+    sd_event_source *retire_defer;
+    sd_event_source *cycle_timer;
+
+    struct nt_topology *topology;
+    int last_topology_error;
+    uint64_t start_usec;
+    uint64_t cycles;
+    unsigned reloads_ok, reloads_failed;
+    char *last_reload_error;
+};
+
+static int cmd_status(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply);
+static int cmd_config(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply);
+static int cmd_ping(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply);
+static int cmd_reload(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply);
+
+static const struct nt_ctl_command ctl_commands[] = {
+    { "status", false, cmd_status },
+    { "config", false, cmd_config },
+    { "ping",   false, cmd_ping },
+    { "reload", true,  cmd_reload },
+};
+
+static struct nt_ctl_limits limits_from_config(const struct nt_config *c)
+{
+    return (struct nt_ctl_limits){
+        .max_clients = c->max_clients,
+        .request_timeout_usec = c->request_timeout_usec,
+        .max_request_bytes = c->max_request_bytes,
+    };
+}
+
+static void notify_status(struct nt_manager *m)
+{
+    char interval[32];
+    nt_format_duration(m->config.cycle_interval_usec, interval, sizeof(interval));
+    unsigned slow = 0;
+    for (unsigned i = 0; m->topology && i < m->topology->nr_nodes; i++)
+        slow += m->topology->nodes[i].tier == NT_TIER_SLOW;
+    sd_notifyf(0, "STATUS=%s mode, %u nodes (%u slow), cycle %s, %" PRIu64 " cycles",
+               nt_mode_to_string(m->config.mode), m->topology ? m->topology->nr_nodes : 0,
+               slow, interval, m->cycles);
+}
+
+/* Re-read the topology; keep the last good one if the read fails. */
+static void refresh_topology(struct nt_manager *m)
+{
+    struct nt_topology *t = NULL;
+    int r = nt_topology_read(m->root, &m->config.tiers, &t);
+    if (r < 0) {
+        if (r != m->last_topology_error)
+            log_warning("topology: cannot read below %s: %s; keeping the last snapshot",
+                        m->root, strerror(-r));
+        m->last_topology_error = r;
+        return;
+    }
+    if (m->last_topology_error)
+        log_notice("topology: readable again");
+    m->last_topology_error = 0;
+    if (m->topology && (m->topology->nr_nodes != t->nr_nodes || m->topology->nr_blocks != t->nr_blocks))
+        log_notice("topology: now %u nodes, %zu memory blocks (was %u, %zu)",
+                   t->nr_nodes, t->nr_blocks, m->topology->nr_nodes, m->topology->nr_blocks);
+    nt_topology_free(m->topology);
+    m->topology = t;
+}
+
+static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    (void)usec;
+    struct nt_manager *m = userdata;
+    m->cycles++;
+    refresh_topology(m);
+    notify_status(m);
+    sd_event_source_set_time_relative(s, m->config.cycle_interval_usec);
+    return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int on_retire(sd_event_source *s, void *userdata)
+{
+    struct nt_manager *m = userdata;
+    nt_ctl_server_free(m->retired_ctl);
+    m->retired_ctl = NULL;
+    return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+}
+
+/* Move the control socket to a new path; the old server is retired later
+ * because this may run inside one of its own client callbacks. */
+static int move_socket(struct nt_manager *m, const struct nt_config *next)
+{
+    struct nt_ctl_limits limits = limits_from_config(next);
+    if (strcmp(nt_ctl_server_path(m->ctl), next->socket_path) == 0) {
+        nt_ctl_server_set_limits(m->ctl, &limits);
+        return 0;
+    }
+    if (m->retired_ctl)
+        return -EBUSY;
+    struct nt_ctl_server *fresh;
+    int r = nt_ctl_server_new(m->event, next->socket_path, &limits, ctl_commands,
+                              NT_ARRAY_SIZE(ctl_commands), m, &fresh);
+    if (r < 0)
+        return r;
+    m->retired_ctl = m->ctl;
+    m->ctl = fresh;
+    return sd_event_source_set_enabled(m->retire_defer, SD_EVENT_ONESHOT);
+}
+
+static void record_reload_failure(struct nt_manager *m, const char *msg)
+{
+    m->reloads_failed++;
+    free(m->last_reload_error);
+    m->last_reload_error = strdup(msg);
+    log_error("reload: %s; keeping the previous configuration", msg);
+}
+
+/* Load the whole new configuration, or keep the old one untouched. */
+static int manager_reload(struct nt_manager *m, char **error_out)
+{
+    sd_notify(0, "RELOADING=1");
+    struct nt_config next;
+    struct nt_config_error err = { { 0 } };
+    int r = nt_config_load(&next, m->config_path, m->config_required, m->dropin_dir, &err);
+    if (r < 0) {
+        record_reload_failure(m, err.message);
+    } else if ((r = move_socket(m, &next)) < 0) {
+        snprintf(err.message, sizeof(err.message), "cannot listen on %s: %s",
+                 next.socket_path, strerror(-r));
+        record_reload_failure(m, err.message);
+        nt_config_done(&next);
+    } else {
+        nt_config_done(&m->config);
+        m->config = next;
+        nt_log_set_max_level(m->config.log_level);
+        m->reloads_ok++;
+        free(m->last_reload_error);
+        m->last_reload_error = NULL;
+        sd_event_source_set_time_relative(m->cycle_timer, m->config.cycle_interval_usec);
+        log_info("reload: configuration applied");
+    }
+    if (r < 0 && error_out)
+        *error_out = strdup(err.message);
+    sd_notify(0, "READY=1");
+    notify_status(m);
+    return r;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    (void)s;
+    struct nt_manager *m = userdata;
+    if (si->ssi_signo == SIGHUP) {
+        manager_reload(m, NULL);
+        return 0;
+    }
+    log_info("received %s, exiting", strsignal((int)si->ssi_signo));
+    sd_notify(0, "STOPPING=1");
+    return sd_event_exit(m->event, 0);
+}
+
+static struct json_object *reload_stats_json(const struct nt_manager *m)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_int(m->reloads_ok));
+    json_object_object_add(o, "failed", json_object_new_int(m->reloads_failed));
+    json_object_object_add(o, "last_error",
+                           m->last_reload_error ? json_object_new_string(m->last_reload_error) : NULL);
+    return o;
+}
+
+/* One dump feeds both the table and --json in numatierctl. */
+static int cmd_status(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply)
+{
+    (void)args;
+    (void)peer;
+    struct nt_manager *m = userdata;
+    char interval[32];
+    nt_format_duration(m->config.cycle_interval_usec, interval, sizeof(interval));
+
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "version", json_object_new_string(NT_VERSION));
+    json_object_object_add(o, "pid", json_object_new_int(getpid()));
+    json_object_object_add(o, "uptime_usec", json_object_new_uint64(nt_now_usec() - m->start_usec));
+    json_object_object_add(o, "mode", json_object_new_string(nt_mode_to_string(m->config.mode)));
+    json_object_object_add(o, "cycle_interval", json_object_new_string(interval));
+    json_object_object_add(o, "cycle_interval_usec", json_object_new_uint64(m->config.cycle_interval_usec));
+    json_object_object_add(o, "cycles", json_object_new_uint64(m->cycles));
+    json_object_object_add(o, "root", json_object_new_string(m->root));
+    json_object_object_add(o, "clients", json_object_new_int((int)nt_ctl_server_nr_clients(m->ctl)));
+    json_object_object_add(o, "reloads", reload_stats_json(m));
+    json_object_object_add(o, "topology", m->topology ? nt_topology_to_json(m->topology) : NULL);
+    reply->result = o;
+    return 0;
+}
+
+static int cmd_config(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply)
+{
+    (void)args;
+    (void)peer;
+    struct nt_manager *m = userdata;
+    reply->result = nt_config_to_json(&m->config);
+    return 0;
+}
+
+static int cmd_ping(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply)
+{
+    (void)userdata;
+    (void)args;
+    (void)peer;
+    reply->result = json_object_new_object();
+    json_object_object_add(reply->result, "pong", json_object_new_boolean(1));
+    return 0;
+}
+
+static int cmd_reload(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply)
+{
+    (void)args;
+    struct nt_manager *m = userdata;
+    log_info("reload requested over the control socket by pid %d", (int)peer->pid);
+    _cleanup_free_ char *error = NULL;
+    int r = manager_reload(m, &error);
+    if (r < 0)
+        return nt_ctl_reply_error(reply, r, "config-invalid", "%s", error ? error : strerror(-r));
+    reply->result = json_object_new_object();
+    json_object_object_add(reply->result, "reloaded", json_object_new_boolean(1));
+    return 0;
+}
+
+static int add_sources(struct nt_manager *m)
+{
+    static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (size_t i = 0; i < NT_ARRAY_SIZE(sigs); i++)
+        sigaddset(&mask, sigs[i]);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+        return -errno;
+    for (size_t i = 0; i < NT_ARRAY_SIZE(sigs); i++) {
+        int r = sd_event_add_signal(m->event, NULL, sigs[i], on_signal, m);
+        if (r < 0)
+            return r;
+    }
+    int r = sd_event_add_time_relative(m->event, &m->cycle_timer, CLOCK_MONOTONIC, 0, 0, on_cycle, m);
+    if (r < 0)
+        return r;
+    r = sd_event_add_defer(m->event, &m->retire_defer, on_retire, m);
+    if (r < 0)
+        return r;
+    r = sd_event_source_set_enabled(m->retire_defer, SD_EVENT_OFF);
+    if (r < 0)
+        return r;
+    /* Pings systemd at half of WatchdogSec while the loop is alive. */
+    return sd_event_set_watchdog(m->event, true);
+}
+
+int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *config,
+                   struct nt_manager **out)
+{
+    struct nt_manager *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->config = *config;
+    memset(config, 0, sizeof(*config));
+    m->config_path = strdup(opts->config_path);
+    m->dropin_dir = opts->dropin_dir ? strdup(opts->dropin_dir) : NULL;
+    m->root = strdup(opts->root);
+    m->config_required = opts->config_required;
+    m->start_usec = nt_now_usec();
+    int r = -ENOMEM;
+    if (!m->config_path || !m->root || (opts->dropin_dir && !m->dropin_dir))
+        goto fail;
+
+    r = sd_event_new(&m->event);
+    if (r < 0)
+        goto fail;
+    r = add_sources(m);
+    if (r < 0)
+        goto fail;
+    struct nt_ctl_limits limits = limits_from_config(&m->config);
+    r = nt_ctl_server_new(m->event, m->config.socket_path, &limits, ctl_commands,
+                          NT_ARRAY_SIZE(ctl_commands), m, &m->ctl);
+    if (r < 0) {
+        log_error("control socket %s: %s", m->config.socket_path, strerror(-r));
+        goto fail;
+    }
+    refresh_topology(m);
+    *out = m;
+    return 0;
+fail:
+    nt_manager_free(m);
+    return r;
+}
+
+int nt_manager_run(struct nt_manager *m)
+{
+    log_info("numatierd %s ready: %u nodes, control socket %s, mode %s",
+             NT_VERSION, m->topology ? m->topology->nr_nodes : 0,
+             nt_ctl_server_path(m->ctl), nt_mode_to_string(m->config.mode));
+    sd_notify(0, "READY=1");
+    notify_status(m);
+    return sd_event_loop(m->event);
+}
+
+void nt_manager_free(struct nt_manager *m)
+{
+    if (!m)
+        return;
+    nt_ctl_server_free(m->ctl);
+    nt_ctl_server_free(m->retired_ctl);
+    sd_event_source_disable_unref(m->cycle_timer);
+    sd_event_source_disable_unref(m->retire_defer);
+    sd_event_unref(m->event);
+    nt_topology_free(m->topology);
+    nt_config_done(&m->config);
+    free(m->config_path);
+    free(m->dropin_dir);
+    free(m->root);
+    free(m->last_reload_error);
+    free(m);
+}

@@ -1,0 +1,188 @@
+#!/bin/bash
+# Host integration tests: the real daemon and CLI on this machine.
+# Usage: tests/integration/run.sh BUILD_DIR
+set -u
+BUILD=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+D=$BUILD/numatierd
+CTL=$BUILD/numatierctl
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+# check NAME COMMAND...: pass when the command succeeds.
+check() { local n=$1; shift; if "$@"; then pass "$n"; else fail "$n" "'$*' failed"; fi; }
+
+TMP=$(mktemp -d /tmp/numatier-it.XXXXXX)
+chmod 755 "$TMP"
+DPID=
+NPID=
+SLEEPER=
+cleanup() {
+    [ -n "$DPID" ] && kill "$DPID" 2>/dev/null
+    [ -n "$NPID" ] && kill "$NPID" 2>/dev/null
+    [ -n "$SLEEPER" ] && kill "$SLEEPER" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+SOCK=$TMP/run/numatierd.sock
+CONF=$TMP/numatierd.conf
+write_conf() {    # write_conf CYCLE [EXTRA_LINE]
+    cat > "$CONF.new" <<EOF
+[daemon]
+cycle_interval = $1
+log_level = debug
+
+[control]
+socket = $SOCK
+max_clients = 100
+request_timeout = 1s
+max_request_size = 4K
+${2:-}
+EOF
+    mv "$CONF.new" "$CONF"
+}
+
+wait_for() {      # wait_for SECONDS COMMAND...
+    local end=$((SECONDS + $1)); shift
+    while [ $SECONDS -lt $end ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+
+# ---- configuration checks ---------------------------------------------------
+write_conf 1s
+check "check-config-valid" "$D" --config "$CONF" --config-dir "$TMP/none" --check-config
+"$D" --config "$CONF" --config-dir "$TMP/none" --check-config > "$TMP/eff.txt"
+check "check-config-origin" grep -q "cycle_interval = 1s.*$CONF:2" "$TMP/eff.txt"
+check "check-config-default-origin" grep -q "mode = observe.*default" "$TMP/eff.txt"
+printf '[daemon]\ncycle_interval = 3 parsecs\n' > "$TMP/bad.conf"
+"$D" --config "$TMP/bad.conf" --config-dir "$TMP/none" --check-config 2> "$TMP/bad.err"
+rc=$?
+[ $rc -eq 78 ] && pass "check-config-invalid-exit-78" || fail "check-config-invalid-exit-78" "exit $rc"
+check "check-config-invalid-names-line" grep -q "bad.conf:2" "$TMP/bad.err"
+"$D" --config "$TMP/missing.conf" --check-config 2>/dev/null
+rc=$?
+[ $rc -eq 78 ] && pass "explicit-config-missing" || fail "explicit-config-missing" "exit $rc"
+
+# ---- start the daemon with a stand-in notify socket --------------------------
+python3 "$HERE/notify_listen.py" "$TMP/notify.sock" "$TMP/notify.log" &
+NPID=$!
+wait_for 5 test -S "$TMP/notify.sock"
+NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=2000000 WATCHDOG_PID= \
+    "$D" --config "$CONF" --config-dir "$TMP/none" 2> "$TMP/daemon.log" &
+DPID=$!
+check "daemon-answers" wait_for 10 "$CTL" --socket "$SOCK" ping
+check "notify-ready" wait_for 5 grep -q "READY=1" "$TMP/notify.log"
+check "notify-status" wait_for 5 grep -q "STATUS=observe mode" "$TMP/notify.log"
+check "runtime-dir-created" test -d "$TMP/run"
+check "log-priority-prefix" grep -q '^<6>numatierd' "$TMP/daemon.log"
+
+"$CTL" --socket "$SOCK" status > "$TMP/status.txt"
+check "status-table" grep -Eq '^ +0  (fast|slow) ' "$TMP/status.txt"
+check "status-header" grep -q "^numatierd .*, up .*, mode observe, cycle 1s" "$TMP/status.txt"
+"$CTL" --socket "$SOCK" status --json > "$TMP/status.json"
+check "status-json" python3 -c '
+import json,sys
+s = json.load(open(sys.argv[1]))
+t = s["topology"]
+assert s["mode"] == "observe" and s["cycle_interval_usec"] == 1000000
+assert len(t["nodes"]) >= 1 and t["nodes"][0]["mem_total_kb"] > 0
+assert t["nodes"][0]["distances"][0] == 10
+' "$TMP/status.json"
+sleep 1.5
+check "cycles-advance" python3 -c '
+import json,subprocess,sys
+s = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "status"]))
+assert s["cycles"] >= 2, s["cycles"]
+' "$CTL" "$SOCK"
+
+# ---- numastat parity -------------------------------------------------------
+"$CTL" stat > "$TMP/stat.txt"; numastat -m > "$TMP/numastat-m.txt"
+check "stat-m-parity" python3 "$HERE/compare_numastat.py" m "$TMP/stat.txt" "$TMP/numastat-m.txt"
+sleep 600 &
+SLEEPER=$!
+sleep 0.2
+"$CTL" stat -p $SLEEPER > "$TMP/statp.txt"; numastat -p $SLEEPER > "$TMP/numastat-p.txt"
+check "stat-p-parity" python3 "$HERE/compare_numastat.py" p "$TMP/statp.txt" "$TMP/numastat-p.txt"
+"$CTL" stat -p $$ > "$TMP/statp2.txt"; numastat -p $$ > "$TMP/numastat-p2.txt"
+check "stat-p-self-shell-parity" python3 "$HERE/compare_numastat.py" p "$TMP/statp2.txt" "$TMP/numastat-p2.txt"
+check "stat-p-json" sh -c "'$CTL' stat -p $SLEEPER --json | python3 -c 'import json,sys; json.load(sys.stdin)'"
+"$CTL" stat -p 999999999 >/dev/null 2>&1
+rc=$?
+[ $rc -eq 5 ] && pass "stat-p-no-such-pid" || fail "stat-p-no-such-pid" "exit $rc"
+
+# ---- permissions: read-only for everyone, changes for root only --------------
+NOBODY="setpriv --reuid=nobody --regid=nogroup --clear-groups"
+check "nonroot-status-allowed" $NOBODY "$CTL" --socket "$SOCK" status
+$NOBODY "$CTL" --socket "$SOCK" reload 2> "$TMP/denied.txt"
+rc=$?
+[ $rc -eq 4 ] && pass "nonroot-reload-refused" || fail "nonroot-reload-refused" "exit $rc"
+check "nonroot-refusal-message" grep -q "needs root" "$TMP/denied.txt"
+
+# ---- reload: good, then bad, over SIGHUP and over the socket ------------------
+write_conf 2s
+kill -HUP $DPID
+check "sighup-good-reload" wait_for 5 sh -c "'$CTL' --socket '$SOCK' status | grep -q 'cycle 2s'"
+check "notify-reloading" grep -q "RELOADING=1" "$TMP/notify.log"
+write_conf 2s "bogus_key = 1"
+kill -HUP $DPID
+check "sighup-bad-reload-logged" wait_for 5 grep -q "numatierd.conf:10" "$TMP/daemon.log"
+check "bad-reload-keeps-old" sh -c "'$CTL' --socket '$SOCK' status | grep -q 'cycle 2s'"
+check "bad-reload-reported" sh -c "'$CTL' --socket '$SOCK' status | grep -q 'Reloads: .* 1 failed'"
+"$CTL" --socket "$SOCK" reload 2> "$TMP/reload-bad.txt"
+rc=$?
+[ $rc -eq 1 ] && pass "ctl-bad-reload-refused" || fail "ctl-bad-reload-refused" "exit $rc"
+check "ctl-bad-reload-message" grep -q "numatierd.conf:10" "$TMP/reload-bad.txt"
+write_conf 1s
+check "ctl-good-reload" "$CTL" --socket "$SOCK" reload
+check "ctl-good-reload-applied" sh -c "'$CTL' --socket '$SOCK' status | grep -q 'cycle 1s'"
+
+# ---- protocol abuse --------------------------------------------------------
+if python3 "$HERE/ctl_abuse.py" "$SOCK" 4096 1 > "$TMP/abuse.txt" 2>&1; then
+    pass "ctl-abuse"
+else
+    fail "ctl-abuse" "$(grep FAIL "$TMP/abuse.txt" | tr '\n' ';')"
+fi
+check "alive-after-abuse" "$CTL" --socket "$SOCK" status
+
+# ---- clean exit -------------------------------------------------------------
+kill -TERM $DPID
+wait $DPID
+rc=$?
+DPID=
+[ $rc -eq 0 ] && pass "sigterm-exit-0" || fail "sigterm-exit-0" "exit $rc"
+check "socket-removed" test ! -e "$SOCK"
+"$CTL" --socket "$SOCK" status 2> "$TMP/down.txt"
+rc=$?
+[ $rc -eq 3 ] && pass "status-daemon-down-exit-3" || fail "status-daemon-down-exit-3" "exit $rc"
+check "status-daemon-down-message" grep -q "is the daemon running" "$TMP/down.txt"
+
+# ---- install and the unit file ---------------------------------------------
+DEST=$TMP/dest
+make -s -C "$REPO" BUILD="$BUILD" DESTDIR="$DEST" PREFIX=/usr/local install >/dev/null
+for f in usr/local/sbin/numatierd usr/local/bin/numatierctl etc/numatier/numatierd.conf \
+         lib/systemd/system/numatierd.service usr/local/share/man/man8/numatierd.8 \
+         usr/local/share/man/man8/numatierctl.8 usr/local/share/man/man5/numatierd.conf.5; do
+    check "install-$f" test -f "$DEST/$f"
+done
+check "installed-config-valid" "$DEST/usr/local/sbin/numatierd" --config "$DEST/etc/numatier/numatierd.conf" \
+    --config-dir "$TMP/none" --check-config
+if command -v systemd-analyze >/dev/null; then
+    sed "s|/usr/local/sbin/numatierd|$DEST/usr/local/sbin/numatierd|" \
+        "$REPO/contrib/systemd/numatierd.service" > "$TMP/numatierd.service"
+    MANPATH=$DEST/usr/local/share/man systemd-analyze verify "$TMP/numatierd.service" > "$TMP/verify.txt" 2>&1
+    if [ $? -eq 0 ] && [ ! -s "$TMP/verify.txt" ]; then
+        pass "systemd-analyze-verify"
+    else
+        fail "systemd-analyze-verify" "$(cat "$TMP/verify.txt")"
+    fi
+fi
+
+if [ $failed -gt 0 ]; then
+    echo "---- daemon log (tail) ----"; tail -20 "$TMP/daemon.log"
+fi
+echo "integration: $passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,98 @@
+# Helpers for VM scenarios (busybox sh).  Source with: . /lib/numatier-vm.sh
+#
+# Result:   pass                 print "PASS name", report to host, exit 0
+#           fail REASON          print "FAIL name: REASON", report, exit 1
+# Host:     host VERB ARGS...    ask the host runner (QMP); prints its reply,
+#                                returns non-zero on an error reply.  Verbs:
+#                                mce, dimm-add, dimm-del, hmp, raw (see qmp.py)
+# Daemon:   start_daemon [INI LINES...]  start numatierd, wait until it answers
+# Workload: start_memhog ARGS...  start memhog, wait for its state; sets
+#                                MEMHOG_PID and MEMHOG_STATE
+# Misc:     wait_for SECONDS CMD...  retry CMD every 0.2 s until it succeeds
+#           state_get FILE KEY       value of KEY in a key=value file
+#           status_row NODE          the `numatierctl status` row of NODE
+
+NT_NAME=${NT_NAME:-$(basename "$0" .sh)}
+NT_DAEMON_LOG=/tmp/numatierd.log
+NT_DAEMON_PID=
+
+_nt_report() {
+    [ -n "${NT_CHANNEL:-}" ] && echo "@@RESULT $*" >&3
+    return 0
+}
+
+pass() {
+    trap - EXIT
+    echo "PASS $NT_NAME"
+    _nt_report "PASS $NT_NAME"
+    exit 0
+}
+
+fail() {
+    trap - EXIT
+    if [ -n "$NT_DAEMON_PID" ] && [ -s "$NT_DAEMON_LOG" ]; then
+        echo "---- numatierd log (tail) ----"
+        tail -n 40 "$NT_DAEMON_LOG"
+        echo "------------------------------"
+    fi
+    echo "FAIL $NT_NAME: $*"
+    _nt_report "FAIL $NT_NAME: $*"
+    exit 1
+}
+
+# A scenario that ends without pass/fail (e.g. set -e tripped) fails.
+trap 'fail "scenario exited without a verdict (status $?)"' EXIT
+
+host() {
+    [ -n "${NT_CHANNEL:-}" ] || { echo "host: no host channel" >&2; return 2; }
+    echo "@@HOST $*" >&3
+    IFS= read -r _nt_reply <&3 || { echo "host: channel closed" >&2; return 2; }
+    case $_nt_reply in
+        "@@OK"*)  echo "${_nt_reply#@@OK }"; return 0 ;;
+        "@@ERR"*) echo "${_nt_reply#@@ERR }" >&2; return 1 ;;
+        *)        echo "host: bad reply: $_nt_reply" >&2; return 2 ;;
+    esac
+}
+
+wait_for() {
+    _nt_tries=$(( $1 * 5 )); shift
+    while [ "$_nt_tries" -gt 0 ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        _nt_tries=$((_nt_tries - 1))
+        sleep 0.2
+    done
+    return 1
+}
+
+state_get() { sed -n "s/^$2=//p" "$1"; }
+
+status_row() { numatierctl status | awk -v n="$1" 'NR > 2 && $1 == n'; }
+
+# start_daemon [INI LINES...]: extra lines are appended to the [daemon]
+# section, e.g. start_daemon "mode = observe".
+start_daemon() {
+    mkdir -p /tmp/numatierd.conf.d
+    {
+        echo "[daemon]"
+        echo "cycle_interval = 1s"
+        for l in "$@"; do echo "$l"; done
+    } > /tmp/numatierd.conf
+    numatierd --config /tmp/numatierd.conf --config-dir /tmp/numatierd.conf.d \
+        > "$NT_DAEMON_LOG" 2>&1 3>&- &
+    NT_DAEMON_PID=$!
+    if ! wait_for 20 numatierctl status; then
+        kill -0 "$NT_DAEMON_PID" 2>/dev/null || fail "numatierd exited at start"
+        fail "numatierd did not answer within 20 s"
+    fi
+}
+
+start_memhog() {
+    MEMHOG_STATE=/tmp/memhog.$$.$#.state
+    rm -f "$MEMHOG_STATE"
+    memhog --state "$MEMHOG_STATE" "$@" > /tmp/memhog.out 2>&1 3>&- &
+    MEMHOG_PID=$!
+    if ! wait_for 30 test -s "$MEMHOG_STATE"; then
+        cat /tmp/memhog.out
+        fail "memhog $* did not become ready"
+    fi
+}

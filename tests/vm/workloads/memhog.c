@@ -1,0 +1,297 @@
+/* memhog: a VM test workload with a known memory layout.
+ *
+ * Allocates --mib MiB of anonymous memory, optionally bound to one node by a
+ * memory policy, fills it with a verifiable pattern, optionally pins itself
+ * to the CPUs of one node, then keeps the first --hot-pct percent hot by
+ * rewriting it in a loop while the rest stays cold.
+ *
+ *   SIGUSR1  verify the pattern; print "CHECKSUM OK" or "CHECKSUM BAD ..."
+ *   SIGUSR2  rewrite the state file (page placement as seen by move_pages)
+ *   SIGTERM  exit 0
+ *
+ * The state file (--state FILE, replaced atomically) is key=value lines:
+ * pid, mib, pages, bind, cpu_node, hot_pages, nodeN=<pages on node N>,
+ * hot_nodeN=<hot pages on node N>, other=<pages not resident or in error>,
+ * checksum=OK|BAD|unknown, ready=1.
+ *
+ * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MPOL_BIND 2
+#define MAX_NODES 64
+
+struct opts {
+	size_t mib;
+	int bind;		/* -1: no policy */
+	int whole_process;	/* set_mempolicy instead of mbind */
+	int cpu_node;		/* -1: no pinning */
+	int hot_pct;
+	long pause_us;
+	long seconds;		/* 0: run until SIGTERM */
+	const char *state;
+};
+
+static volatile sig_atomic_t want_check, want_state, want_exit;
+static const char *checksum_state = "unknown";
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		want_check = 1;
+	else if (sig == SIGUSR2)
+		want_state = 1;
+	else
+		want_exit = 1;
+}
+
+static uint64_t pattern(size_t i)
+{
+	uint64_t x = i * 0x9e3779b97f4a7c15ULL;
+	return x ^ (x >> 29) ^ 0x5a5a5a5a5a5a5a5aULL;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "memhog: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void bind_policy(const struct opts *o, void *buf, size_t len)
+{
+	unsigned long mask[2] = { 0, 0 };
+	long r;
+
+	if (o->bind < 0)
+		return;
+	if (o->bind >= MAX_NODES) {
+		fprintf(stderr, "memhog: node %d out of range\n", o->bind);
+		exit(2);
+	}
+	mask[0] = 1UL << o->bind;
+	/* maxnode is a bit count; the kernel ignores the last bit, so add one. */
+	if (o->whole_process)
+		r = syscall(SYS_set_mempolicy, MPOL_BIND, mask, MAX_NODES + 1);
+	else
+		r = syscall(SYS_mbind, buf, len, MPOL_BIND, mask, MAX_NODES + 1, 0);
+	if (r != 0)
+		die(o->whole_process ? "set_mempolicy" : "mbind");
+}
+
+/* Parse a sysfs cpulist such as "0-3,8,10-11" into a cpu set. */
+static int parse_cpulist(const char *s, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	while (*s && *s != '\n') {
+		char *end;
+		long a = strtol(s, &end, 10), b = a;
+
+		if (end == s)
+			return -1;
+		if (*end == '-') {
+			s = end + 1;
+			b = strtol(s, &end, 10);
+			if (end == s)
+				return -1;
+		}
+		for (long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET(c, set);
+		s = end;
+		if (*s == ',')
+			s++;
+	}
+	return CPU_COUNT(set) > 0 ? 0 : -1;
+}
+
+static void pin_to_node(int node)
+{
+	char path[128], buf[4096];
+	cpu_set_t set;
+	FILE *f;
+
+	if (node < 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpulist", node);
+	f = fopen(path, "r");
+	if (!f)
+		die(path);
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	if (parse_cpulist(buf, &set) < 0) {
+		fprintf(stderr, "memhog: node %d has no CPUs\n", node);
+		exit(2);
+	}
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		die("sched_setaffinity");
+}
+
+static int verify(const uint64_t *w, size_t nwords)
+{
+	for (size_t i = 0; i < nwords; i++)
+		if (w[i] != pattern(i)) {
+			printf("CHECKSUM BAD at offset %zu\n", i * sizeof(*w));
+			return -1;
+		}
+	printf("CHECKSUM OK\n");
+	return 0;
+}
+
+static void write_state(const struct opts *o, char *buf, size_t pages, size_t hot_pages)
+{
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
+	size_t count[MAX_NODES] = { 0 }, hot[MAX_NODES] = { 0 }, other = 0;
+	void **addrs = calloc(pages, sizeof(*addrs));
+	int *status = calloc(pages, sizeof(*status));
+	char tmp[4096];
+	FILE *f;
+
+	if (!addrs || !status)
+		die("calloc");
+	for (size_t i = 0; i < pages; i++)
+		addrs[i] = buf + i * psz;
+	/* nodes == NULL: query where each page is, move nothing. */
+	if (syscall(SYS_move_pages, 0, pages, addrs, NULL, status, 0) != 0)
+		die("move_pages");
+	for (size_t i = 0; i < pages; i++) {
+		if (status[i] >= 0 && status[i] < MAX_NODES) {
+			count[status[i]]++;
+			if (i < hot_pages)
+				hot[status[i]]++;
+		} else {
+			other++;
+		}
+	}
+	free(addrs);
+	free(status);
+
+	if (!o->state)
+		f = stdout;
+	else {
+		snprintf(tmp, sizeof(tmp), "%s.tmp", o->state);
+		f = fopen(tmp, "w");
+		if (!f)
+			die(tmp);
+	}
+	fprintf(f, "pid=%d\nmib=%zu\npages=%zu\nbind=%d\ncpu_node=%d\nhot_pages=%zu\n",
+		getpid(), o->mib, pages, o->bind, o->cpu_node, hot_pages);
+	for (int n = 0; n < MAX_NODES; n++)
+		if (count[n])
+			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);
+	fprintf(f, "other=%zu\nchecksum=%s\nready=1\n", other, checksum_state);
+	if (f == stdout) {
+		fflush(f);
+		return;
+	}
+	if (fclose(f) != 0 || rename(tmp, o->state) != 0)
+		die(o->state);
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: memhog [--mib N] [--bind NODE [--set-mempolicy]] [--cpu-node NODE]\n"
+		"              [--hot-pct P] [--pause-us US] [--seconds S] [--state FILE]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "mib", required_argument, NULL, 'm' },
+		{ "bind", required_argument, NULL, 'b' },
+		{ "set-mempolicy", no_argument, NULL, 'P' },
+		{ "cpu-node", required_argument, NULL, 'c' },
+		{ "hot-pct", required_argument, NULL, 'h' },
+		{ "pause-us", required_argument, NULL, 'u' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "state", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { .mib = 64, .bind = -1, .cpu_node = -1, .hot_pct = 25,
+			  .pause_us = 1000 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE), len, pages, hot_pages, hot_words;
+	struct timespec start, now;
+	uint64_t *w;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o.mib = strtoul(optarg, NULL, 0); break;
+		case 'b': o.bind = atoi(optarg); break;
+		case 'P': o.whole_process = 1; break;
+		case 'c': o.cpu_node = atoi(optarg); break;
+		case 'h': o.hot_pct = atoi(optarg); break;
+		case 'u': o.pause_us = atol(optarg); break;
+		case 's': o.seconds = atol(optarg); break;
+		case 'S': o.state = optarg; break;
+		default: usage();
+		}
+	}
+	if (optind != argc || o.mib == 0 || o.hot_pct < 0 || o.hot_pct > 100)
+		usage();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	pin_to_node(o.cpu_node);
+	len = o.mib << 20;
+	pages = len / psz;
+	hot_pages = pages * (size_t)o.hot_pct / 100;
+	hot_words = hot_pages * psz / sizeof(*w);
+	w = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w == MAP_FAILED)
+		die("mmap");
+	/* Small pages, so placement is counted per 4 KiB page everywhere. */
+	madvise(w, len, MADV_NOHUGEPAGE);
+	bind_policy(&o, w, len);
+	for (size_t i = 0; i < len / sizeof(*w); i++)
+		w[i] = pattern(i);
+
+	write_state(&o, (char *)w, pages, hot_pages);
+	printf("memhog pid=%d ready\n", getpid());
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (!want_exit) {
+		if (want_check) {
+			want_check = 0;
+			checksum_state = verify(w, len / sizeof(*w)) == 0 ? "OK" : "BAD";
+			want_state = 1;
+		}
+		if (want_state) {
+			want_state = 0;
+			write_state(&o, (char *)w, pages, hot_pages);
+		}
+		/* Rewrite the hot part with its own contents: pages get touched
+		 * and dirtied, yet the checksum stays valid. */
+		for (size_t i = 0; i < hot_words; i += 8) {
+			volatile uint64_t *p = &w[i];
+			*p = *p;
+		}
+		if (o.seconds > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - start.tv_sec >= o.seconds)
+				break;
+		}
+		if (o.pause_us > 0 || hot_words == 0)
+			usleep(o.pause_us > 0 ? (useconds_t)o.pause_us : 100000);
+	}
+	return 0;
+}
