@@ -28,6 +28,8 @@ struct nt_ctl_client {
     char *out;
     size_t out_len, out_off;
     bool closing;               /* flush the output, then close */
+    bool peer_eof;              /* the peer shut down its side */
+    bool draining;              /* we shut down ours; discard input until EOF */
 };
 
 struct nt_ctl_server {
@@ -193,7 +195,7 @@ out:
 
 static int client_update_events(struct nt_ctl_client *c)
 {
-    uint32_t ev = c->closing ? 0 : EPOLLIN;
+    uint32_t ev = c->closing && !c->draining ? 0 : EPOLLIN;
     if (c->out_len > c->out_off)
         ev |= EPOLLOUT;
     return sd_event_source_set_io_events(c->io, ev);
@@ -248,9 +250,11 @@ static int client_read(struct nt_ctl_client *c)
         }
         if (n == 0) {
             /* Peer closed its side: answer what it sent, then close. */
-            c->closing = true;
-            return 0;
+            c->closing = c->peer_eof = true;
+            return c->draining ? -ECONNRESET : 0;
         }
+        if (c->draining)
+            return 0;   /* one discard per wakeup: a flood cannot hog the loop */
         c->in_len += (size_t)n;
         int r = client_process_lines(c);
         if (r < 0 || c->closing)
@@ -273,7 +277,16 @@ static int client_write(struct nt_ctl_client *c)
         c->out_off += (size_t)n;
     }
     c->out_off = c->out_len = 0;
-    return c->closing ? -ECONNRESET : 0;
+    if (!c->closing || c->draining)
+        return 0;
+    if (c->peer_eof)
+        return -ECONNRESET;
+    /* Closing with unread input would reset the connection and the peer
+     * could lose our error reply; half-close and drain instead. The
+     * request timer bounds how long we wait for the peer's EOF. */
+    shutdown(c->fd, SHUT_WR);
+    c->draining = true;
+    return 0;
 }
 
 static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)

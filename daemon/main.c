@@ -80,7 +80,11 @@ int main(int argc, char **argv)
     struct nt_config_error err = { { 0 } };
     int r = nt_config_load(&config, a.config_path, a.config_given, a.dropin_dir, &err);
     if (r < 0) {
-        log_error("%s", err.message);
+        /* --check-config is run by people: no journal priority prefix. */
+        if (a.check_config)
+            fprintf(stderr, "numatierd: %s\n", err.message);
+        else
+            log_error("%s", err.message);
         return EX_CONFIG;
     }
     if (a.check_config) {

@@ -282,8 +282,12 @@ static int add_sources(struct nt_manager *m)
     r = sd_event_source_set_enabled(m->retire_defer, SD_EVENT_OFF);
     if (r < 0)
         return r;
-    /* Pings systemd at half of WatchdogSec while the loop is alive. */
-    return sd_event_set_watchdog(m->event, true);
+    /* Pings systemd at half of WatchdogSec while the loop is alive. A
+     * garbled WATCHDOG_* environment is systemd's problem, not fatal. */
+    r = sd_event_set_watchdog(m->event, true);
+    if (r < 0)
+        log_warning("watchdog: cannot enable: %s", strerror(-r));
+    return 0;
 }
 
 int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *config,

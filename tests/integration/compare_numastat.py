@@ -11,7 +11,9 @@ def parse(path):
     header, rows = [], {}
     for line in open(path):
         parts = line.split()
-        if not parts or set(line.strip()) <= set("- "):
+        # numastat 2.0.16 warns "Token X not in hash table." for meminfo
+        # fields newer than itself; that is not part of the table.
+        if not parts or set(line.strip()) <= set("- ") or line.startswith("Token "):
             continue
         try:
             vals = [float(x) for x in parts[1:]]

@@ -71,7 +71,7 @@ rc=$?
 python3 "$HERE/notify_listen.py" "$TMP/notify.sock" "$TMP/notify.log" &
 NPID=$!
 wait_for 5 test -S "$TMP/notify.sock"
-NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=2000000 WATCHDOG_PID= \
+NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=2000000 \
     "$D" --config "$CONF" --config-dir "$TMP/none" 2> "$TMP/daemon.log" &
 DPID=$!
 check "daemon-answers" wait_for 10 "$CTL" --socket "$SOCK" ping
@@ -169,7 +169,7 @@ for f in usr/local/sbin/numatierd usr/local/bin/numatierctl etc/numatier/numatie
     check "install-$f" test -f "$DEST/$f"
 done
 check "installed-config-valid" "$DEST/usr/local/sbin/numatierd" --config "$DEST/etc/numatier/numatierd.conf" \
-    --config-dir "$TMP/none" --check-config
+    --config-dir "$TMP/none" --check-config >/dev/null
 if command -v systemd-analyze >/dev/null; then
     sed "s|/usr/local/sbin/numatierd|$DEST/usr/local/sbin/numatierd|" \
         "$REPO/contrib/systemd/numatierd.service" > "$TMP/numatierd.service"
