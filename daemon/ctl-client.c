@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
-#include <sys/un.h>
 #include <json-c/json.h>
 
 #include "numatier/ctl.h"
@@ -21,20 +20,6 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         if (r > 0)
             return 0;
     }
-}
-
-static int connect_to(const char *path)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return -errno;
-    return NT_TAKE_FD(fd);
 }
 
 static int send_all(int fd, const char *buf, size_t len, uint64_t deadline)
@@ -101,7 +86,7 @@ int nt_ctl_call(const char *path, const char *cmd, struct json_object *args,
                 uint64_t timeout_usec, struct json_object **response)
 {
     uint64_t deadline = nt_now_usec() + timeout_usec;
-    _cleanup_close_ int fd = connect_to(path);
+    _cleanup_close_ int fd = nt_unix_connect(path);
     if (fd < 0)
         return fd;
 

@@ -411,6 +411,11 @@ static int listen_on(const char *path)
         return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
 
+    /* Never steal the socket of a daemon that is still answering. */
+    _cleanup_close_ int probe = nt_unix_connect(path);
+    if (probe >= 0)
+        return -EADDRINUSE;
+
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;

@@ -317,7 +317,8 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
     r = nt_ctl_server_new(m->event, m->config.socket_path, &limits, ctl_commands,
                           NT_ARRAY_SIZE(ctl_commands), m, &m->ctl);
     if (r < 0) {
-        log_error("control socket %s: %s", m->config.socket_path, strerror(-r));
+        log_error("control socket %s: %s", m->config.socket_path,
+                  r == -EADDRINUSE ? "another numatierd is already answering there" : strerror(-r));
         goto fail;
     }
     refresh_topology(m);

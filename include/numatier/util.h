@@ -34,5 +34,9 @@ int nt_read_file(const char *root, const char *path, char **out);
 /* Read a file and parse it as an unsigned decimal integer. */
 int nt_read_u64(const char *root, const char *path, uint64_t *out);
 
+/* Connect a non-blocking, close-on-exec stream socket to a Unix socket
+ * path. Returns the fd or negative errno. */
+int nt_unix_connect(const char *path);
+
 /* Monotonic time in microseconds. Only daemon/ and cli/ may call it. */
 uint64_t nt_now_usec(void);

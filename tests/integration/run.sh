@@ -13,7 +13,7 @@ failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 # check NAME COMMAND...: pass when the command succeeds.
-check() { local n=$1; shift; if "$@"; then pass "$n"; else fail "$n" "'$*' failed"; fi; }
+check() { local n=$1; shift; if "$@" >/dev/null; then pass "$n"; else fail "$n" "'$*' failed"; fi; }
 
 TMP=$(mktemp -d /tmp/numatier-it.XXXXXX)
 chmod 755 "$TMP"
@@ -68,6 +68,9 @@ rc=$?
 [ $rc -eq 78 ] && pass "explicit-config-missing" || fail "explicit-config-missing" "exit $rc"
 
 # ---- start the daemon with a stand-in notify socket --------------------------
+# A socket file left behind by a crashed instance must not stop a start.
+mkdir -p "$TMP/run"
+python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$SOCK"
 python3 "$HERE/notify_listen.py" "$TMP/notify.sock" "$TMP/notify.log" &
 NPID=$!
 wait_for 5 test -S "$TMP/notify.sock"
@@ -77,7 +80,6 @@ DPID=$!
 check "daemon-answers" wait_for 10 "$CTL" --socket "$SOCK" ping
 check "notify-ready" wait_for 5 grep -q "READY=1" "$TMP/notify.log"
 check "notify-status" wait_for 5 grep -q "STATUS=observe mode" "$TMP/notify.log"
-check "runtime-dir-created" test -d "$TMP/run"
 check "log-priority-prefix" grep -q '^<6>numatierd' "$TMP/daemon.log"
 
 "$CTL" --socket "$SOCK" status > "$TMP/status.txt"
@@ -98,6 +100,13 @@ import json,subprocess,sys
 s = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "status"]))
 assert s["cycles"] >= 2, s["cycles"]
 ' "$CTL" "$SOCK"
+
+# A second instance must not steal the socket of a live one.
+"$D" --config "$CONF" --config-dir "$TMP/none" 2> "$TMP/second.log"
+rc=$?
+[ $rc -eq 1 ] && pass "second-instance-refused" || fail "second-instance-refused" "exit $rc"
+check "second-instance-message" grep -q "another numatierd is already answering" "$TMP/second.log"
+check "first-instance-still-answers" "$CTL" --socket "$SOCK" ping
 
 # ---- numastat parity -------------------------------------------------------
 "$CTL" stat > "$TMP/stat.txt"; numastat -m > "$TMP/numastat-m.txt"
@@ -159,6 +168,14 @@ check "socket-removed" test ! -e "$SOCK"
 rc=$?
 [ $rc -eq 3 ] && pass "status-daemon-down-exit-3" || fail "status-daemon-down-exit-3" "exit $rc"
 check "status-daemon-down-message" grep -q "is the daemon running" "$TMP/down.txt"
+
+# The runtime directory is created when missing.
+SOCK2=$TMP/deeper/run/numatier.sock
+printf '[control]\nsocket = %s\n' "$SOCK2" > "$TMP/c2.conf"
+"$D" --config "$TMP/c2.conf" --config-dir "$TMP/none" 2>/dev/null &
+D2=$!
+check "runtime-dir-created" wait_for 5 test -S "$SOCK2"
+kill -TERM $D2; wait $D2
 
 # ---- install and the unit file ---------------------------------------------
 DEST=$TMP/dest
