@@ -115,7 +115,7 @@ install: all
 
 deps:
 	@contrib/install-deps.sh
-	@if [ -f tests/vm/vm.mk ]; then $(MAKE) --no-print-directory vm-deps; fi
+	@$(MAKE) --no-print-directory vm-deps
 
 clean:
 	rm -rf build build-asan

@@ -76,6 +76,14 @@ find_mod() {
     a=$(echo "$1" | tr _ -); b=$(echo "$1" | tr - _)
     find "$MODROOT/kernel" \( -name "$a.ko*" -o -name "$b.ko*" \) | head -n 1
 }
+unpack() {
+    case $1 in
+        *.xz)  if command -v xz >/dev/null; then xz -dc "$1"; else busybox xz -dc "$1"; fi ;;
+        *.zst) zstd -dc "$1" ;;
+        *.gz)  gzip -dc "$1" ;;
+        *)     cat "$1" ;;
+    esac
+}
 [ -d "$MODROOT/kernel" ] || { log "no modules in $DEB"; exit 1; }
 todo=$WANT_MODULES; done_list=""
 : > "$TMP/out/modules/modules.dep"
@@ -85,12 +93,7 @@ while [ -n "$todo" ]; do
     done_list="$done_list $m"
     path=$(find_mod "$m")
     [ -n "$path" ] || { log "module $m not found in $DEB"; exit 1; }
-    case $path in
-        *.xz)  xz -dc "$path" ;;
-        *.zst) zstd -dc "$path" ;;
-        *.gz)  gzip -dc "$path" ;;
-        *)     cat "$path" ;;
-    esac > "$TMP/out/modules/$m.ko"
+    unpack "$path" > "$TMP/out/modules/$m.ko"
     names=""
     for d in $(modinfo -F depends "$path" | tr , ' '); do
         d=$(echo "$d" | tr _ -)
@@ -101,7 +104,14 @@ done
 
 echo "$KVER" > "$TMP/out/kver"
 date -u +%FT%TZ > "$TMP/out/stamp"
-rm -rf "$KDIR/$KVER"
+rm -rf "${KDIR:?}/${KVER:?}"
 mv "$TMP/out" "$KDIR/$KVER"
 ln -sfn "$KVER" "$KDIR/current"
+# Drop other kernels and packages: only the current one is ever used.
+for d in "$KDIR"/*; do
+    [ "${d##*/}" = current ] || [ "${d##*/}" = "$KVER" ] || rm -rf "$d"
+done
+for d in "$CACHE"/debs/*.deb; do
+    [ "$d" = "$DEB" ] || rm -f "$d"
+done
 log "kernel $KVER ready in $KDIR/current"

@@ -11,13 +11,20 @@
 # Misc:     wait_for SECONDS CMD...  retry CMD every 0.2 s until it succeeds
 #           state_get FILE KEY       value of KEY in a key=value file
 #           status_row NODE          the `numatierctl status` row of NODE
+# Workload output goes to MEMHOG_OUT (e.g. CHECKSUM OK after kill -USR1).
 
 NT_NAME=${NT_NAME:-$(basename "$0" .sh)}
 NT_DAEMON_LOG=/tmp/numatierd.log
 NT_DAEMON_PID=
 
+# fd 3 is the host channel; open it if this shell did not inherit it.
+_nt_chan() {
+    [ -n "${NT_CHANNEL:-}" ] || return 1
+    { true >&3; } 2>/dev/null || exec 3<>"$NT_CHANNEL"
+}
+
 _nt_report() {
-    [ -n "${NT_CHANNEL:-}" ] && echo "@@RESULT $*" >&3
+    _nt_chan 2>/dev/null && echo "@@RESULT $*" >&3
     return 0
 }
 
@@ -40,11 +47,15 @@ fail() {
     exit 1
 }
 
-# A scenario that ends without pass/fail (e.g. set -e tripped) fails.
-trap 'fail "scenario exited without a verdict (status $?)"' EXIT
+# A scenario that ends without pass/fail (e.g. set -e tripped) fails; an
+# interactive shell that sourced these helpers just exits.
+case $- in
+    *i*) ;;
+    *) trap 'fail "scenario exited without a verdict (status $?)"' EXIT ;;
+esac
 
 host() {
-    [ -n "${NT_CHANNEL:-}" ] || { echo "host: no host channel" >&2; return 2; }
+    _nt_chan || { echo "host: no host channel" >&2; return 2; }
     echo "@@HOST $*" >&3
     IFS= read -r _nt_reply <&3 || { echo "host: channel closed" >&2; return 2; }
     case $_nt_reply in
@@ -86,13 +97,16 @@ start_daemon() {
     fi
 }
 
+NT_MEMHOG_N=0
 start_memhog() {
-    MEMHOG_STATE=/tmp/memhog.$$.$#.state
+    NT_MEMHOG_N=$((NT_MEMHOG_N + 1))
+    MEMHOG_STATE=/tmp/memhog.$NT_MEMHOG_N.state
+    MEMHOG_OUT=/tmp/memhog.$NT_MEMHOG_N.out
     rm -f "$MEMHOG_STATE"
-    memhog --state "$MEMHOG_STATE" "$@" > /tmp/memhog.out 2>&1 3>&- &
+    memhog --state "$MEMHOG_STATE" "$@" > "$MEMHOG_OUT" 2>&1 3>&- &
     MEMHOG_PID=$!
     if ! wait_for 30 test -s "$MEMHOG_STATE"; then
-        cat /tmp/memhog.out
+        cat "$MEMHOG_OUT"
         fail "memhog $* did not become ready"
     fi
 }

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Run numatier VM scenarios, each in a fresh QEMU guest with a NUMA topology.
+
+    tests/vm/run.py --kernel-dir K --initrd I [--logdir D] [-j N] [-v] [NAME...]
+    tests/vm/run.py --kernel-dir K --initrd I --shell --topology tiered
+
+A scenario is tests/vm/scenarios/NAME.sh.  Header comments set how it runs:
+    # topology: tiered           (2node | tiered | hotplug; default 2node)
+    # timeout: 60                (seconds, hard limit for the whole guest)
+    # append: ras=cec_disable    (extra kernel command line)
+    # cpu: max,vendor=GenuineIntel   (QEMU -cpu; default max)
+
+Output: one `PASS name` or `FAIL name: reason` line per scenario, then
+`N passed, N failed` alone on the last line; exit status 1 if any failed.
+A guest kernel panic, oops or BUG, a timeout, or no verdict fails the
+scenario; its console log stays in --logdir and its tail is printed.
+
+Host channel: the guest writes `@@HOST VERB ARGS` on the virtio-serial port
+org.numatier.ctl and reads back `@@OK TEXT` or `@@ERR TEXT`; verbs are those
+of qmp.do_verb (mce, dimm-add, dimm-del, hmp, raw).  It reports its verdict
+with `@@RESULT PASS name` / `@@RESULT FAIL name: reason` and `@@DONE name rc`.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qmp  # noqa: E402
+
+VMDIR = os.path.dirname(os.path.abspath(__file__))
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+
+# Nodes as (cpulist or None, MiB of boot memory or 0).  Node 2 of `hotplug`
+# has no boot memory: it exists (ACPI SRAT hotplug range) to receive DIMMs.
+TIERED_DIST = {(0, 1): 21, (0, 2): 30, (1, 2): 30}
+TOPOLOGIES = {
+    "2node": {"nodes": [("0", 512), ("1", 512)], "dist": {(0, 1): 21}},
+    "tiered": {"nodes": [("0", 512), ("1", 512), (None, 512)], "dist": TIERED_DIST},
+    "hotplug": {"nodes": [("0", 512), ("1", 512), (None, 0)], "dist": TIERED_DIST},
+}
+SLOTS, MAXMEM = 4, "8G"
+BASE_APPEND = "console=ttyS0 quiet panic=-1 mitigations=off"
+DEFAULT_TIMEOUT = 60
+
+# Console lines that fail a scenario even if it reported PASS.
+KERNEL_TROUBLE = re.compile(
+    r"Kernel panic|BUG: |Oops|general protection fault|soft lockup|"
+    r"hard LOCKUP|blocked for more than|Attempted to kill init")
+PANIC = re.compile(r"Kernel panic|Attempted to kill init")
+
+
+def parse_header(path):
+    hdr = {"topology": "2node", "timeout": str(DEFAULT_TIMEOUT), "append": "", "cpu": "max"}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            m = re.match(r"#\s*(topology|timeout|append|cpu)\s*:\s*(.*?)\s*$", line, re.I)
+            if m:
+                hdr[m.group(1).lower()] = m.group(2)
+    if hdr["topology"] not in TOPOLOGIES:
+        raise ValueError("%s: unknown topology %r" % (path, hdr["topology"]))
+    hdr["timeout"] = int(hdr["timeout"])
+    return hdr
+
+
+def qemu_cmd(topology, cpu, kernel, initrd, append, tmp, serial):
+    topo = TOPOLOGIES[topology]
+    cpus = [c for c, _ in topo["nodes"] if c is not None]
+    total = sum(mib for _, mib in topo["nodes"])
+    cmd = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+           "-accel", "tcg,thread=multi", "-cpu", cpu,
+           # One socket per CPU: CPUs on different nodes must not share an
+           # LLC, or the kernel WARNs in topology_sane() at boot.
+           "-smp", "%d,sockets=%d,cores=1,threads=1" % (len(cpus), len(cpus)),
+           "-m", "%dM,slots=%d,maxmem=%s" % (total, SLOTS, MAXMEM)]
+    for i, (c, mib) in enumerate(topo["nodes"]):
+        node = "node,nodeid=%d" % i
+        if c is not None:
+            node += ",cpus=" + c
+        if mib:
+            cmd += ["-object", "memory-backend-ram,id=m%d,size=%dM" % (i, mib)]
+            node += ",memdev=m%d" % i
+        cmd += ["-numa", node]
+    for (a, b), d in sorted(topo["dist"].items()):
+        cmd += ["-numa", "dist,src=%d,dst=%d,val=%d" % (a, b, d)]
+    cmd += ["-kernel", kernel, "-initrd", initrd, "-append", append,
+            "-serial", serial,
+            "-qmp", "unix:%s/qmp.sock,server=on,wait=off" % tmp,
+            "-device", "virtio-serial-pci",
+            "-chardev", "socket,id=ctl,path=%s/ctl.sock,server=on,wait=on" % tmp,
+            "-device", "virtserialport,chardev=ctl,name=org.numatier.ctl"]
+    return cmd
+
+
+class Channel(threading.Thread):
+    """Serves the guest's host requests and collects its verdict."""
+
+    def __init__(self, tmp, log=None):
+        super().__init__(daemon=True)
+        self.tmp, self.log = tmp, log
+        self.results, self.done_rc = [], None
+        self.sock = None
+
+    def connect(self, proc, timeout=10.0):
+        # QEMU waits (wait=on) for this connection before it starts the guest.
+        path = os.path.join(self.tmp, "ctl.sock")
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                self.sock = s
+                return True
+            except OSError:
+                s.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+
+    def note(self, text):
+        if self.log:
+            self.log(text)
+
+    def run(self):
+        try:
+            self.serve()
+        except (OSError, ValueError):  # QEMU went away, or we closed the socket
+            pass
+
+    def serve(self):
+        f = self.sock.makefile("rwb", buffering=0)
+        for raw in f:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("@@HOST "):
+                words = shlex.split(line[7:])
+                try:
+                    q = qmp.QMP(os.path.join(self.tmp, "qmp.sock"))
+                    try:
+                        reply = "@@OK " + qmp.do_verb(q, words[0], words[1:])
+                    finally:
+                        q.close()
+                except Exception as e:  # any failure goes back to the guest
+                    reply = "@@ERR %s" % e
+                reply = reply.replace("\n", " ")
+                self.note("[host] %s -> %s" % (line[2:], reply[2:]))
+                f.write(reply.encode() + b"\n")
+            elif line.startswith("@@RESULT "):
+                self.results.append(line[9:])
+            elif line.startswith("@@DONE "):
+                parts = line.split()
+                self.done_rc = int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else -1
+
+
+def tail(path, n=40):
+    with open(path, errors="replace") as f:
+        return f.readlines()[-n:]
+
+
+def run_scenario(name, args, out_lock):
+    path = os.path.join(args.scenarios, name + ".sh")
+    log_path = os.path.join(args.logdir, name + ".log")
+    try:
+        hdr = parse_header(path)
+    except (OSError, ValueError) as e:
+        return False, "bad scenario: %s" % e, None
+    append = " ".join(x for x in (BASE_APPEND, "numatier.scenario=" + name, hdr["append"]) if x)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="numatier-vm.") as tmp, \
+            open(log_path, "w", buffering=1) as log:
+        cmd = qemu_cmd(hdr["topology"], hdr["cpu"], args.kernel, args.initrd, append, tmp, "stdio")
+        log.write("# " + " ".join(shlex.quote(c) for c in cmd) + "\n")
+        loglock = threading.Lock()
+
+        def logline(text):
+            with loglock:
+                log.write(text + "\n")
+            if args.verbose:
+                with out_lock:
+                    print("[%s] %s" % (name, text), flush=True)
+
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        trouble = []
+
+        def console():
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                logline(line)
+                if KERNEL_TROUBLE.search(line):
+                    trouble.append(line.strip())
+                    if PANIC.search(line):
+                        # panic=-1 reboots, -no-reboot then exits; be sure.
+                        t = threading.Timer(3.0, proc.kill)
+                        t.daemon = True
+                        t.start()
+
+        con = threading.Thread(target=console, daemon=True)
+        con.start()
+        chan = Channel(tmp, logline)
+        timed_out = False
+        if chan.connect(proc):
+            chan.start()
+        try:
+            proc.wait(timeout=max(1.0, hdr["timeout"] - (time.monotonic() - start)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # also on Ctrl-C: QEMU runs in its own session
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        con.join(5)
+        if chan.sock:
+            chan.sock.close()
+        elapsed = time.monotonic() - start
+        logline("# exit %s after %.1f s" % (proc.returncode, elapsed))
+
+    guest = [r for r in chan.results if r.split(" ", 1)[-1].split(":")[0] == name]
+    fails = [r for r in guest if r.startswith("FAIL")]
+    if not guest:  # no channel result: fall back on the console
+        for line in open(log_path, errors="replace"):
+            m = re.match(r"\s*((PASS|FAIL) %s\b.*)$" % re.escape(name), line)
+            if m:
+                guest.append(m.group(1))
+        fails = [r for r in guest if r.startswith("FAIL")]
+    panics = [t for t in trouble if PANIC.search(t)]
+    if panics:
+        reason = "guest kernel panic: " + panics[0]
+    elif timed_out:
+        reason = "timed out after %d s (guest hang?)" % hdr["timeout"]
+    elif fails:
+        reason = fails[0].split(": ", 1)[1] if ": " in fails[0] else "failed"
+    elif trouble:
+        reason = "guest kernel trouble: " + trouble[0]
+    elif not guest:
+        reason = "no verdict from guest (qemu exit %s, scenario rc %s)" % (proc.returncode, chan.done_rc)
+    elif chan.done_rc not in (0, None):
+        reason = "scenario exited %s" % chan.done_rc
+    else:
+        reason = None
+    return reason is None, reason, (log_path, elapsed)
+
+
+def shell(args):
+    tmp = os.path.abspath(os.path.join(args.logdir, "shell"))
+    os.makedirs(tmp, exist_ok=True)
+    append = " ".join(x for x in (BASE_APPEND, args.append) if x)
+    cmd = qemu_cmd(args.topology, args.cpu, args.kernel, args.initrd, append, tmp, "mon:stdio")
+    print("numatier vm-shell: topology %s; Ctrl-A x quits QEMU.\n"
+          "QMP from another terminal: %s/qmp.py %s/qmp.sock hmp 'info numa'"
+          % (args.topology, VMDIR, tmp), flush=True)
+    proc = subprocess.Popen(cmd)
+    chan = Channel(tmp, lambda t: None)
+    if chan.connect(proc):
+        chan.start()
+    return proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kernel-dir", required=True, help="fetch-kernel.sh's kernel/current")
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--scenarios", default=os.path.join(VMDIR, "scenarios"))
+    ap.add_argument("--logdir", default="build/vm/logs")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="guests run at once")
+    ap.add_argument("-v", "--verbose", action="store_true", help="stream guest consoles")
+    ap.add_argument("--shell", action="store_true", help="interactive guest, no scenario")
+    ap.add_argument("--topology", default="tiered", choices=sorted(TOPOLOGIES))
+    ap.add_argument("--append", default="", help="extra kernel args (--shell)")
+    ap.add_argument("--cpu", default="max", help="QEMU -cpu (--shell)")
+    ap.add_argument("names", nargs="*", help="scenarios to run (default: all)")
+    args = ap.parse_args()
+    args.kernel = os.path.join(args.kernel_dir, "vmlinuz")
+    for f in (args.kernel, args.initrd):
+        if not os.path.isfile(f):
+            sys.exit("run.py: %s missing (make vm-deps?)" % f)
+    os.makedirs(args.logdir, exist_ok=True)
+    if args.shell:
+        return shell(args)
+
+    names = args.names or sorted(f[:-3] for f in os.listdir(args.scenarios) if f.endswith(".sh"))
+    out_lock = threading.Lock()
+    passed = failed = 0
+    t0 = time.monotonic()
+
+    def one(name):
+        ok, reason, info = run_scenario(name, args, out_lock)
+        with out_lock:
+            if info:
+                print("--- %s: %.1f s, log %s" % (name, info[1], info[0]))
+            if ok:
+                print("PASS %s" % name, flush=True)
+            else:
+                if info:
+                    print("--- %s: console tail:" % name)
+                    for line in tail(info[0]):
+                        print("    | " + line.rstrip())
+                print("FAIL %s: %s" % (name, reason), flush=True)
+        return ok
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        for ok in ex.map(one, names):
+            passed += ok
+            failed += not ok
+    print("--- %d scenario(s) in %.1f s" % (len(names), time.monotonic() - t0))
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed or not names else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

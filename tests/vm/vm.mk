@@ -1,0 +1,51 @@
+# tests/vm/vm.mk: the QEMU NUMA test bed, included by the top-level Makefile.
+#
+#   make vm-deps                        fetch the guest kernel (cached)
+#   make check-vm [SCENARIO=name]       run all scenarios, or one
+#   make vm-shell [TOPOLOGY=tiered]     interactive guest for debugging
+#
+# Variables: VM_CACHE (kernel cache, default ~/.cache/numatier), VM_JOBS
+# (guests at once, default 1), VM_VERBOSE=1 (stream guest consoles),
+# VM_APPEND / VM_CPU (kernel args and QEMU -cpu for vm-shell).
+VM_CACHE    ?= $(HOME)/.cache/numatier
+VM_JOBS     ?= 1
+VM_APPEND   ?=
+VM_CPU      ?= max
+TOPOLOGY    ?= tiered
+SCENARIO    ?=
+
+VM_DIR       := tests/vm
+VM_BUILD     := $(BUILD)/vm
+VM_KERNEL    := $(abspath $(VM_CACHE))/kernel/current
+VM_INITRD    := $(VM_BUILD)/initramfs.cpio.gz
+VM_WORKLOADS := $(patsubst $(VM_DIR)/workloads/%.c,$(VM_BUILD)/workloads/%,$(wildcard $(VM_DIR)/workloads/*.c))
+# Host binaries packed with their libraries: the daemon, the CLI, and
+# numactl's tools as the reference to compare against.
+VM_BINS      := $(BUILD)/numatierd $(BUILD)/numatierctl
+VM_HOST_BINS := $(foreach b,numactl numastat,$(shell command -v $(b) 2>/dev/null))
+VM_RUN       := python3 $(VM_DIR)/run.py --kernel-dir $(VM_KERNEL) --initrd $(VM_INITRD) \
+                --logdir $(VM_BUILD)/logs
+
+.PHONY: vm-deps vm-initramfs check-vm vm-shell vm-clean
+
+vm-deps:
+	@$(VM_DIR)/fetch-kernel.sh $(VM_CACHE)
+
+$(VM_BUILD)/workloads/%: $(VM_DIR)/workloads/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -g -Wall -Wextra -Wshadow -Wmissing-prototypes -o $@ $<
+
+# mkinitramfs.sh rewrites the archive only when the hash of its inputs
+# (scenarios, libraries, binaries, kernel modules) changed.
+vm-initramfs: vm-deps $(VM_WORKLOADS) $(VM_BINS)
+	@$(VM_DIR)/mkinitramfs.sh $(VM_INITRD) $(VM_KERNEL) $(VM_BUILD)/workloads \
+	    $(VM_BINS) $(VM_HOST_BINS)
+
+check-vm: vm-initramfs
+	@$(VM_RUN) -j $(VM_JOBS) $(if $(filter 1,$(VM_VERBOSE)),-v) $(SCENARIO)
+
+vm-shell: vm-initramfs
+	@$(VM_RUN) --shell --topology $(TOPOLOGY) --cpu '$(VM_CPU)' --append '$(VM_APPEND)'
+
+vm-clean:
+	rm -rf $(VM_BUILD)
