@@ -201,26 +201,14 @@ static int cmd_simple(const struct ctl_opts *o, const char *cmd, const char *don
     return rc;
 }
 
-static void emit_table(struct nt_numastat_table *t, struct json_object *arr)
-{
-    if (arr)
-        json_object_array_add(arr, nt_numastat_to_json(t));
-    else
-        nt_numastat_print(stdout, t);
-}
-
 static int stat_error(int r, const char *what)
 {
     fprintf(stderr, "numatierctl: stat %s: %s\n", what, strerror(-r));
-    return r == -ESRCH || r == -ENOENT ? EXIT_NO_PROCESS : EXIT_FAILED;
+    return r == -ESRCH ? EXIT_NO_PROCESS : EXIT_FAILED;
 }
 
-static int stat_system(const struct ctl_opts *o)
+static int print_table(const struct ctl_opts *o, struct nt_numastat_table *t)
 {
-    struct nt_numastat_table *t = NULL;
-    int r = nt_numastat_system(o->root, &t);
-    if (r < 0)
-        return stat_error(r, "system");
     if (o->json) {
         struct json_object *j = nt_numastat_to_json(t);
         print_json(j);
@@ -232,49 +220,53 @@ static int stat_system(const struct ctl_opts *o)
     return EXIT_OK;
 }
 
-/* PID or process name, as numastat -p takes them. */
-static int stat_process(const struct ctl_opts *o, const char *spec)
+static int stat_system(const struct ctl_opts *o)
+{
+    struct nt_numastat_table *t = NULL;
+    int r = nt_numastat_system(o->root, &t);
+    if (r < 0)
+        return stat_error(r, "system");
+    return print_table(o, t);
+}
+
+/* Resolve a PID or a process name, as numastat -p takes them. */
+static int resolve_pids(const struct ctl_opts *o, const char *spec, pid_t **pids, size_t *n)
 {
     char *end;
     long pid = strtol(spec, &end, 10);
-    pid_t *pids = NULL;
-    size_t n = 0;
     if (*spec && !*end && pid > 0) {
-        pids = malloc(sizeof(*pids));
-        if (!pids)
-            return EXIT_FAILED;
-        pids[0] = (pid_t)pid;
-        n = 1;
-    } else {
-        int r = nt_pids_by_name(o->root, spec, &pids, &n);
-        if (r < 0)
-            return stat_error(r, spec);
-        if (n == 0) {
-            fprintf(stderr, "numatierctl: stat: no process matches \"%s\"\n", spec);
-            free(pids);
-            return EXIT_NO_PROCESS;
-        }
+        *pids = malloc(sizeof(**pids));
+        if (!*pids)
+            return -ENOMEM;
+        (*pids)[0] = (pid_t)pid;
+        *n = 1;
+        return 0;
     }
-    struct json_object *arr = o->json ? json_object_new_array() : NULL;
-    int rc = EXIT_OK;
-    for (size_t i = 0; i < n; i++) {
-        struct nt_numastat_table *t = NULL;
-        int r = nt_numastat_process(o->root, pids[i], &t);
-        if (r < 0) {
-            char what[32];
-            snprintf(what, sizeof(what), "pid %d", (int)pids[i]);
-            rc = stat_error(r, what);
-            continue;
-        }
-        emit_table(t, arr);
-        nt_numastat_free(t);
+    return nt_pids_by_name(o->root, spec, pids, n);
+}
+
+/* One process gets the Huge/Heap/Stack/Private table; several get one
+ * combined table with a row per PID, as numastat prints them. */
+static int stat_process(const struct ctl_opts *o, const char *spec)
+{
+    _cleanup_free_ pid_t *pids = NULL;
+    size_t n = 0;
+    int r = resolve_pids(o, spec, &pids, &n);
+    if (r < 0)
+        return stat_error(r, spec);
+    if (n == 0) {
+        fprintf(stderr, "numatierctl: stat: no process matches \"%s\"\n", spec);
+        return EXIT_NO_PROCESS;
     }
-    if (arr) {
-        print_json(n == 1 && json_object_array_length(arr) == 1 ? json_object_array_get_idx(arr, 0) : arr);
-        json_object_put(arr);
-    }
-    free(pids);
-    return rc;
+    struct nt_numastat_table *t = NULL;
+    r = nt_numastat_processes(o->root, pids, n, &t);
+    if (r < 0)
+        return stat_error(r, spec);
+    for (unsigned i = 0; t->row_errors && t->row_pids && i < t->nr_rows; i++)
+        if (t->row_errors[i] < 0)
+            fprintf(stderr, "numatierctl: stat: pid %d: %s\n", (int)t->row_pids[i],
+                    strerror(-t->row_errors[i]));
+    return print_table(o, t);
 }
 
 static int cmd_stat(const struct ctl_opts *o, int argc, char **argv)

@@ -1,4 +1,5 @@
 /* File and path helpers shared by the daemon and the CLI. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -95,4 +96,28 @@ int nt_unix_connect(const char *path)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         return -errno;
     return NT_TAKE_FD(fd);
+}
+
+DIR *nt_opendir_below(const char *root, const char *path)
+{
+    _cleanup_free_ char *full = nt_path_join(root, path);
+    if (!full) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return opendir(full);
+}
+
+bool nt_name_with_id(const char *name, const char *prefix, unsigned *id)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0 || !isdigit((unsigned char)name[pl]))
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(name + pl, &end, 10);
+    if (errno || *end || v > INT32_MAX)
+        return false;
+    *id = (unsigned)v;
+    return true;
 }

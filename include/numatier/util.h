@@ -1,6 +1,7 @@
 /* Small helpers shared by every part: cleanup attributes and file reads. */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,11 +14,13 @@
 static inline void nt_freep(void *p) { free(*(void **)p); }
 static inline void nt_fclosep(FILE **f) { if (*f) fclose(*f); }
 static inline void nt_closep(int *fd) { if (*fd >= 0) close(*fd); }
+static inline void nt_closedirp(DIR **d) { if (*d) closedir(*d); }
 
 #define _cleanup_(f)       __attribute__((cleanup(f)))
 #define _cleanup_free_     _cleanup_(nt_freep)
 #define _cleanup_fclose_   _cleanup_(nt_fclosep)
 #define _cleanup_close_    _cleanup_(nt_closep)
+#define _cleanup_closedir_ _cleanup_(nt_closedirp)
 
 /* Hand ownership out of a cleanup-managed variable. */
 #define NT_TAKE_PTR(p) ({ __typeof__(p) _tmp = (p); (p) = NULL; _tmp; })
@@ -30,6 +33,12 @@ char *nt_path_join(const char *root, const char *path);
 /* Read a whole small file below root into a malloc'd NUL-terminated buffer
  * (trailing newline stripped). Returns 0 or negative errno. */
 int nt_read_file(const char *root, const char *path, char **out);
+
+/* opendir() of a path below root; NULL with errno set on failure. */
+DIR *nt_opendir_below(const char *root, const char *path);
+
+/* "memory12" with prefix "memory" -> 12; false unless the rest is all digits. */
+bool nt_name_with_id(const char *name, const char *prefix, unsigned *id);
 
 /* Read a file and parse it as an unsigned decimal integer. */
 int nt_read_u64(const char *root, const char *path, uint64_t *out);
