@@ -35,6 +35,11 @@ static const struct nt_config_choice log_level_choices[] = {
     { NULL, 0 },
 };
 
+static const struct nt_config_choice backend_choices[] = {
+    { "auto", NT_SAMPLER_AUTO }, { "perf", NT_SAMPLER_PERF }, { "damon", NT_SAMPLER_DAMON },
+    { NULL, 0 },
+};
+
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 _Static_assert(SUN_PATH_MAX == 108, "update the message in check_socket_path()");
 
@@ -72,6 +77,8 @@ static int check_socket_path(const union nt_config_value *v, const char **why)
     ROW(s, n, NT_CONFIG_ENUM, f, sizeof(FIELD_TYPE(f)) == sizeof(int), .choices = c, .def = d, .help = h)
 #define PATH(s, n, f, d, chk, h) \
     ROW(s, n, NT_CONFIG_PATH, f, IS(f, char *), .def = d, .check = chk, .help = h)
+#define STRING(s, n, f, d, chk, h) \
+    ROW(s, n, NT_CONFIG_STRING, f, IS(f, char *), .def = d, .check = chk, .help = h)
 #define NODELIST(s, n, f, d, h) \
     ROW(s, n, NT_CONFIG_NODELIST, f, IS(f, struct nt_nodeset), .def = d, .help = h)
 
@@ -100,6 +107,45 @@ const struct nt_config_key nt_config_keys[] = {
              "Nodes to treat as fast memory; none may also be in slow_tier_nodes."),
     BOOL("topology", "cpuless_is_slow", tiers.cpuless_is_slow, "yes",
          "Treat nodes that have memory but no CPUs (CXL, PMEM) as slow memory."),
+
+    ENUM("sampler", "backend", sampler_backend, backend_choices, "auto",
+         "auto: perf where the PMU samples memory, else DAMON; perf or damon: only that one."),
+    DURATION("sampler", "interval", sample_interval_usec, "10ms", "10s", "200ms",
+             "How often samples are drained and DAMON regions are read."),
+    STRING("sampler", "perf_event", perf_event, "", NULL,
+           "libpfm4 event string to sample instead of the one chosen for the PMU."),
+    UINT("sampler", "perf_ldlat", perf_ldlat, "3", "65535", "30",
+         "Intel PEBS load-latency threshold in cycles: loads faster than this are not sampled."),
+    UINT("sampler", "perf_period", perf_period, "16", "1000000000", "20000",
+         "Initial perf sample period in events; self-tuned to stay within cpu_budget."),
+    PERCENT("sampler", "cpu_budget", cpu_budget_pct, "0.01%", "50%", "1%",
+            "Most CPU time sampling may cost, in percent of one CPU."),
+    DURATION("sampler", "damon_sample_interval", damon_sample_usec, "100us", "1s", "5ms",
+             "DAMON's sampling interval: how often it checks one page per region."),
+    UINT("sampler", "damon_min_regions", damon_min_regions, "3", "100000", "10",
+         "Fewest regions DAMON splits each process into."),
+    UINT("sampler", "damon_max_regions", damon_max_regions, "10", "1000000", "1000",
+         "Most regions DAMON splits each process into."),
+
+    SIZE("procs", "min_rss", min_rss_bytes, "0", "1T", "64M",
+         "Watch only processes with at least this much resident memory."),
+    PERCENT("procs", "min_cpu", min_cpu_pct, "0%", "100%", "0%",
+            "Watch only processes using at least this much CPU, in percent of one CPU."),
+    STRING("procs", "include_comm", include_comm, "", NULL,
+           "Comma-separated globs; if set, watch only processes whose comm matches one."),
+    STRING("procs", "exclude_comm", exclude_comm, "", NULL,
+           "Comma-separated globs of comms never to watch."),
+    STRING("procs", "include_cgroup", include_cgroup, "", NULL,
+           "Comma-separated globs on the cgroup v2 path; if set, watch only matching processes."),
+    STRING("procs", "exclude_cgroup", exclude_cgroup, "", NULL,
+           "Comma-separated globs on the cgroup v2 path of processes never to watch."),
+    UINT("procs", "max_procs", max_procs, "1", "65536", "256",
+         "Most processes watched at once; the largest by RSS win."),
+
+    DURATION("aggregate", "heat_half_life", heat_half_life_usec, "1s", "1d", "30s",
+             "A page's heat halves after this long without accesses."),
+    UINT("aggregate", "max_pages", max_pages, "1024", "268435456", "1048576",
+         "Most pages in the hot-page table; the coldest are evicted beyond it."),
 };
 const size_t nt_config_nr_keys = NT_ARRAY_SIZE(nt_config_keys);
 _Static_assert(NT_ARRAY_SIZE(nt_config_keys) <= NT_CONFIG_MAX_KEYS, "raise NT_CONFIG_MAX_KEYS");
@@ -144,6 +190,7 @@ const char *nt_config_type_name(enum nt_config_type t)
         [NT_CONFIG_PERCENT] = "percentage", [NT_CONFIG_BOOL] = "boolean",
         [NT_CONFIG_UINT] = "integer", [NT_CONFIG_ENUM] = "enum",
         [NT_CONFIG_PATH] = "path", [NT_CONFIG_NODELIST] = "node list",
+        [NT_CONFIG_STRING] = "string",
     };
     return (size_t)t < NT_ARRAY_SIZE(names) && names[t] ? names[t] : "?";
 }
@@ -193,6 +240,11 @@ static int parse_path(const char *s, char **out, const char **why)
     return *out ? 0 : -ENOMEM;
 }
 
+static bool owns_string(const struct nt_config_key *k)
+{
+    return k->type == NT_CONFIG_PATH || k->type == NT_CONFIG_STRING;
+}
+
 /* Text to value, no range checks. why may be NULL. */
 static int parse_text(const struct nt_config_key *k, const char *s, union nt_config_value *v,
                       const char **why)
@@ -209,6 +261,9 @@ static int parse_text(const struct nt_config_key *k, const char *s, union nt_con
     case NT_CONFIG_NODELIST: return nt_parse_nodelist_why(s, &v->set, why);
     case NT_CONFIG_ENUM:     return parse_choice(k, s, &v->e, why);
     case NT_CONFIG_PATH:     return parse_path(s, &v->s, why);
+    case NT_CONFIG_STRING:
+        v->s = strdup(s);
+        return v->s ? 0 : -ENOMEM;
     case NT_CONFIG_UINT: {
         int r = nt_parse_uint_why(s, &v->u, why);
         if (r == 0 && v->u > UINT_MAX) {
@@ -259,6 +314,7 @@ static void store(const struct nt_config_key *k, void *base, union nt_config_val
     case NT_CONFIG_ENUM:     memcpy(f, &v->e, sizeof(int)); break;
     case NT_CONFIG_NODELIST: *(struct nt_nodeset *)f = v->set; break;
     case NT_CONFIG_PATH:
+    case NT_CONFIG_STRING:
         free(*(char **)f);
         *(char **)f = NT_TAKE_PTR(v->s);
         break;
@@ -282,7 +338,7 @@ int nt_config_key_parse(const struct nt_config_key *k, const char *text, void *b
     if (r == 0 && k->check && (r = k->check(&v, &w)) < 0)
         snprintf(why, len, "%s", w ? w : strerror(-r));
     if (r < 0) {
-        if (k->type == NT_CONFIG_PATH)
+        if (owns_string(k))
             free(v.s);
         return r;
     }
@@ -312,7 +368,8 @@ void nt_config_key_format(const struct nt_config_key *k, const void *base, char 
     case NT_CONFIG_PERCENT:  format_percent(*(const double *)f, buf, len); return;
     case NT_CONFIG_BOOL:     snprintf(buf, len, "%s", *(const bool *)f ? "yes" : "no"); return;
     case NT_CONFIG_NODELIST: nt_format_nodelist(f, buf, len); return;
-    case NT_CONFIG_PATH: {
+    case NT_CONFIG_PATH:
+    case NT_CONFIG_STRING: {
         const char *s = *(char *const *)f;
         snprintf(buf, len, "%s", s ? s : "");
         return;
@@ -336,7 +393,7 @@ void nt_config_key_format(const struct nt_config_key *k, const void *base, char 
 void nt_config_done(struct nt_config *c)
 {
     for (size_t i = 0; i < nt_config_nr_keys; i++)
-        if (nt_config_keys[i].type == NT_CONFIG_PATH)
+        if (owns_string(&nt_config_keys[i]))
             free(*(char **)field_of(&nt_config_keys[i], c));
     for (size_t i = 0; i < NT_CONFIG_MAX_KEYS; i++)
         free(c->origins[i]);

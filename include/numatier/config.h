@@ -16,6 +16,7 @@
 struct json_object;
 
 enum nt_mode { NT_MODE_OBSERVE, NT_MODE_ENFORCE };
+enum nt_sampler_backend { NT_SAMPLER_AUTO, NT_SAMPLER_PERF, NT_SAMPLER_DAMON };
 const char *nt_mode_to_string(enum nt_mode m);   /* "observe" / "enforce" */
 
 #define NT_CONFIG_MAIN_PATH   "/etc/numatier/numatierd.conf"
@@ -37,6 +38,27 @@ struct nt_config {
     uint64_t max_request_bytes;     /* max_request_size, default 64K, 1K..16M */
     /* [topology] */
     struct nt_tier_config tiers;    /* slow_tier_nodes, fast_tier_nodes (disjoint), cpuless_is_slow */
+    /* [sampler] */
+    enum nt_sampler_backend sampler_backend;  /* backend = auto|perf|damon */
+    uint64_t sample_interval_usec;  /* interval: how often samples are drained and DAMON regions read */
+    char *perf_event;               /* perf_event: libpfm4 event string; "" = chosen per PMU */
+    unsigned perf_ldlat;            /* perf_ldlat: PEBS load-latency threshold, cycles */
+    unsigned perf_period;           /* perf_period: initial sample period (self-tuned) */
+    double cpu_budget_pct;          /* cpu_budget: sampling overhead budget, % of one CPU */
+    uint64_t damon_sample_usec;     /* damon_sample_interval */
+    unsigned damon_min_regions;     /* damon_min_regions */
+    unsigned damon_max_regions;     /* damon_max_regions */
+    /* [procs] */
+    uint64_t min_rss_bytes;         /* min_rss */
+    double min_cpu_pct;             /* min_cpu: % of one CPU */
+    char *include_comm;             /* include_comm: comma-separated globs; "" = all */
+    char *exclude_comm;             /* exclude_comm */
+    char *include_cgroup;           /* include_cgroup: globs on the cgroup v2 path */
+    char *exclude_cgroup;           /* exclude_cgroup */
+    unsigned max_procs;             /* max_procs */
+    /* [aggregate] */
+    uint64_t heat_half_life_usec;   /* heat_half_life */
+    unsigned max_pages;             /* max_pages: hot-page table entries */
     /* private: origins[i] is where nt_config_keys[i] was last set, as a
      * malloc'd "path:line"; NULL means "default". */
     char *origins[NT_CONFIG_MAX_KEYS];
@@ -73,6 +95,7 @@ enum nt_config_type {
     NT_CONFIG_ENUM,         /* an int-sized enum or int: one of .choices */
     NT_CONFIG_PATH,         /* char *, malloc'd, absolute path */
     NT_CONFIG_NODELIST,     /* struct nt_nodeset: "2,3" or "0-3", may be empty */
+    NT_CONFIG_STRING,       /* char *, malloc'd, free text, may be empty */
 };
 
 /* A name and the value it stores; the first name for a value is the one
