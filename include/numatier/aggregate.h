@@ -1,0 +1,82 @@
+/* Aggregation: observations in, per-process and per-page heat out.
+ *
+ * Pages are keyed by (process instance id, virtual page), so a recycled PID
+ * never inherits heat. Heat decays with a half-life; the table is bounded
+ * and the coldest entries go first. The snapshot is a plain struct for the
+ * policy (placement) and for `numatierctl top`. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "numatier/sampler.h"
+
+struct nt_aggregate;
+
+struct nt_aggregate_config {
+    uint64_t half_life_usec;
+    size_t max_pages;
+    unsigned nr_nodes;            /* node ids are 0..nr_nodes-1 */
+};
+
+int  nt_aggregate_new(const struct nt_aggregate_config *cfg, struct nt_aggregate **out);
+void nt_aggregate_free(struct nt_aggregate *a);    /* NULL ok */
+/* Apply a new config (half-life, cap, node count) keeping what fits. */
+int  nt_aggregate_reconfigure(struct nt_aggregate *a, const struct nt_aggregate_config *cfg);
+
+/* Ingest one observation for process instance proc_id. cpu_node is the
+ * node of the CPU that made the access (-1 unknown, e.g. DAMON). This is
+ * the hot path: no allocation in the steady state, no syscalls. */
+void nt_aggregate_add(struct nt_aggregate *a, uint32_t proc_id, const struct nt_access *acc,
+                      int cpu_node, uint64_t now_usec);
+
+/* Forget a process instance (it exited or is no longer watched). */
+void nt_aggregate_forget(struct nt_aggregate *a, uint32_t proc_id);
+
+/* Page -> node lookup for a batch: fill nodes[i] for vaddrs[i] (negative
+ * errno per page as move_pages reports it). Returns 0 or negative errno. */
+typedef int (*nt_page_node_fn)(pid_t pid, size_t n, const uint64_t *vaddrs, int *nodes, void *userdata);
+
+/* Look up the node of up to max_pages pages whose node is unknown or stale,
+ * hottest first, batched per process. pid_of maps an instance id to its
+ * current pid (0 if gone). */
+int nt_aggregate_refresh_nodes(struct nt_aggregate *a, uint64_t now_usec, size_t max_pages,
+                               pid_t (*pid_of)(uint32_t proc_id, void *ud), void *ud,
+                               nt_page_node_fn fn, void *fn_ud);
+
+struct nt_hot_page {
+    uint64_t vaddr;
+    double heat;                  /* decayed accesses, at the snapshot's time */
+    int node;                     /* -1 unknown */
+};
+
+struct nt_proc_heat {
+    uint32_t proc_id;
+    /* Decayed access totals. An access is local when the memory node equals
+     * the accessing CPU's node; for observations without a CPU (DAMON) the
+     * process's thread nodes stand in (see nt_aggregate_snapshot). */
+    double lma, rma;
+    double *node_accesses;        /* [nr_nodes]: by the node the memory is on */
+    unsigned *hot_pages;          /* [nr_nodes]: pages with heat >= 1 on each node */
+    unsigned unknown_node_pages;  /* hot pages whose node is not known yet */
+    struct nt_hot_page *pages;    /* hottest first, at most top_pages of them */
+    size_t nr_pages;
+};
+
+struct nt_heat_snapshot {
+    uint64_t now_usec;
+    unsigned nr_nodes;
+    struct nt_proc_heat *procs;
+    size_t nr_procs;
+    size_t tracked_pages;
+    uint64_t evictions;
+};
+
+/* thread_nodes(proc_id) gives the bitmask of nodes the process's threads
+ * run on (bit n = node n; nodes >= 64 are folded out), used to classify
+ * accesses that came without a CPU. */
+int nt_aggregate_snapshot(const struct nt_aggregate *a, uint64_t now_usec, size_t top_pages,
+                          uint64_t (*thread_nodes)(uint32_t proc_id, void *ud), void *ud,
+                          struct nt_heat_snapshot **out);
+void nt_heat_snapshot_free(struct nt_heat_snapshot *s);   /* NULL ok */
