@@ -35,17 +35,19 @@ ALL_CFLAGS := -std=gnu11 $(WARNINGS) -D_GNU_SOURCE -DNT_VERSION=\"$(VERSION)\" \
               -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
               -Iinclude $(PC_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
-LDLIBS_ALL := $(PC_LDLIBS) -lm
+LDLIBS_ALL := $(PC_LDLIBS) -lpfm -lm
 
 # Everything but main.c goes into one static library that the daemon, the
 # CLI and the unit tests link, so tests exercise the very same objects.
 LIB_SRCS   := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard policy/*.c)
 CLI_SRCS   := $(wildcard cli/*.c)
 TEST_SRCS  := $(wildcard tests/unit/test-*.c)
+BENCH_SRCS := $(wildcard bench/bench-*.c)
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 LIBNT      := $(BUILD)/libnumatier.a
 
 .PHONY: all check check-all check-unit check-integration check-asan install deps clean bench run
@@ -68,6 +70,15 @@ $(BUILD)/numatierctl: $(CLI_OBJS) $(LIBNT)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBNT)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $< $(LIBNT) $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIBNT)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< $(LIBNT) $(LDLIBS_ALL) -o $@
+
+# Benchmarks, not timed tests: each prints a Markdown table row; the table
+# lands in $(BUILD)/bench-results.md for the README's performance section.
+bench: $(BENCH_BINS)
+	@bench/run.sh $(BUILD)/bench-results.md $(BENCH_BINS)
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/daemon/main.d
 
