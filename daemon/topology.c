@@ -298,6 +298,53 @@ static int read_blocks(const char *root, struct nt_topology *t)
     return 0;
 }
 
+struct cpu_map_fill {
+    struct nt_topology *t;
+    int node;
+};
+
+static int note_range_max(unsigned lo, unsigned hi, void *ud)
+{
+    (void)lo;
+    unsigned *max = ud;
+    if (hi + 1 > *max)
+        *max = hi + 1;
+    return 0;
+}
+
+static int fill_cpu_range(unsigned lo, unsigned hi, void *ud)
+{
+    struct cpu_map_fill *f = ud;
+    for (unsigned c = lo; c <= hi && c < f->t->nr_cpu_ids; c++)
+        f->t->cpu_node[c] = f->node;
+    return 0;
+}
+
+/* CPU -> node, so a sample's or a thread's CPU names its node in O(1). */
+static int build_cpu_map(struct nt_topology *t)
+{
+    unsigned max = 0;
+    for (unsigned i = 0; i < t->nr_nodes; i++)
+        if (list_for_each_range(t->nodes[i].cpulist, note_range_max, &max) < 0)
+            return -EINVAL;
+    t->cpu_node = malloc((max ? max : 1) * sizeof(int));
+    if (!t->cpu_node)
+        return -ENOMEM;
+    t->nr_cpu_ids = max;
+    for (unsigned c = 0; c < max; c++)
+        t->cpu_node[c] = -1;
+    for (unsigned i = 0; i < t->nr_nodes; i++) {
+        struct cpu_map_fill f = { t, t->nodes[i].id };
+        list_for_each_range(t->nodes[i].cpulist, fill_cpu_range, &f);
+    }
+    return 0;
+}
+
+int nt_topology_cpu_node(const struct nt_topology *t, int cpu)
+{
+    return cpu >= 0 && (unsigned)cpu < t->nr_cpu_ids ? t->cpu_node[cpu] : -1;
+}
+
 static bool is_live_root(const char *root)
 {
     return !root || !*root || strcmp(root, "/") == 0;
@@ -320,6 +367,8 @@ int nt_topology_read(const char *root, const struct nt_tier_config *tiers, struc
     if ((r = read_blocks(root, t)) < 0)
         return r;
     classify_tiers(t, tiers ? tiers : &no_overrides, nr_tiers);
+    if ((r = build_cpu_map(t)) < 0)
+        return r;
     *out = NT_TAKE_PTR(t);
     return 0;
 }
@@ -333,6 +382,7 @@ void nt_topology_free(struct nt_topology *t)
     free(t->nodes);
     free(t->distance);
     free(t->blocks);
+    free(t->cpu_node);
     free(t);
 }
 

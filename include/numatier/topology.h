@@ -45,6 +45,8 @@ struct nt_topology {
     struct nt_mem_block *blocks;
     size_t nr_blocks;            /* sorted by id */
     uint64_t block_size_bytes;   /* 0 if the kernel has no memory block devices */
+    int *cpu_node;               /* [nr_cpu_ids]: node of each CPU, -1 if none */
+    unsigned nr_cpu_ids;
 };
 
 /* Read the topology below root (NULL or "/" for the live system).
@@ -57,6 +59,8 @@ void nt_topology_free(struct nt_topology *t);           /* NULL ok */
 static inline void nt_topology_freep(struct nt_topology **t) { nt_topology_free(*t); }
 
 const struct nt_node *nt_topology_node(const struct nt_topology *t, int id);   /* NULL if absent */
+/* Node of a CPU, -1 if unknown. */
+int nt_topology_cpu_node(const struct nt_topology *t, int cpu);
 unsigned nt_topology_distance(const struct nt_topology *t, int from, int to);  /* 0 if unknown */
 
 /* {"nodes":[{"id","tier","tier_reason","memory_tier","cpus","nr_cpus","cpuless",

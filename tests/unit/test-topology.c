@@ -102,6 +102,15 @@ static void test_two_socket(void **state)
     assert_int_equal(nt_topology_distance(t, 1, 0), 21);
     assert_int_equal(nt_topology_distance(t, 1, 1), 10);
     assert_int_equal(nt_topology_distance(t, 0, 7), 0);
+    assert_int_equal(t->nr_cpu_ids, 16);
+    assert_int_equal(nt_topology_cpu_node(t, 0), 0);
+    assert_int_equal(nt_topology_cpu_node(t, 3), 0);
+    assert_int_equal(nt_topology_cpu_node(t, 4), 1);
+    assert_int_equal(nt_topology_cpu_node(t, 11), 0);
+    assert_int_equal(nt_topology_cpu_node(t, 12), 1);
+    assert_int_equal(nt_topology_cpu_node(t, 15), 1);
+    assert_int_equal(nt_topology_cpu_node(t, 16), -1);
+    assert_int_equal(nt_topology_cpu_node(t, -1), -1);
     assert_null(nt_topology_node(t, 2));
     assert_null(nt_topology_node(t, -1));
     assert_tier(t, 0, NT_TIER_FAST, "default");
