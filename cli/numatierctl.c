@@ -14,22 +14,7 @@
 #include "numatier/ctl.h"
 #include "numatier/numastat.h"
 #include "numatier/util.h"
-
-enum {
-    EXIT_OK = 0,
-    EXIT_FAILED = 1,
-    EXIT_USAGE = 2,
-    EXIT_UNREACHABLE = 3,
-    EXIT_DENIED = 4,
-    EXIT_NO_PROCESS = 5,
-};
-
-struct ctl_opts {
-    const char *socket;
-    const char *root;
-    bool json;
-    uint64_t timeout_usec;
-};
+#include "numatierctl.h"
 
 static void usage(FILE *f)
 {
@@ -39,6 +24,9 @@ static void usage(FILE *f)
             "  status               daemon state, nodes, tiers and distances\n"
             "  stat                 per-node system memory (like numastat -m)\n"
             "  stat -p PID|NAME     per-node memory of a process (like numastat -p)\n"
+            "  top [--once] [--interval SECS] [--sort KEY] [--limit N] [--pages N]\n"
+            "                       live per-process view: remote/local accesses, hot pages\n"
+            "                       per node, thread nodes; KEY: rma lma ratio pid comm rss cpu\n"
             "  config               the daemon's effective configuration\n"
             "  reload               re-read the configuration (root only)\n\n"
             "Options:\n"
@@ -53,7 +41,7 @@ static void usage(FILE *f)
             NT_DEFAULT_SOCKET);
 }
 
-static void print_json(struct json_object *o)
+void print_json(struct json_object *o)
 {
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
 }
@@ -68,10 +56,10 @@ static int exit_for_error_code(const char *code)
 }
 
 /* Send one request; on success *result borrows from *response. */
-static int call_daemon(const struct ctl_opts *o, const char *cmd, struct json_object **response,
-                       struct json_object **result)
+int call_daemon_args(const struct ctl_opts *o, const char *cmd, struct json_object *args,
+                            struct json_object **response, struct json_object **result)
 {
-    int r = nt_ctl_call(o->socket, cmd, NULL, o->timeout_usec, response);
+    int r = nt_ctl_call(o->socket, cmd, args, o->timeout_usec, response);
     if (r < 0) {
         fprintf(stderr, "numatierctl: cannot reach numatierd at %s: %s%s\n", o->socket, strerror(-r),
                 r == -ENOENT || r == -ECONNREFUSED ? " (is the daemon running?)" : "");
@@ -98,7 +86,13 @@ static int call_daemon(const struct ctl_opts *o, const char *cmd, struct json_ob
     return exit_for_error_code(code);
 }
 
-static const char *jstr(struct json_object *o, const char *key, const char *dflt)
+static int call_daemon(const struct ctl_opts *o, const char *cmd, struct json_object **response,
+                       struct json_object **result)
+{
+    return call_daemon_args(o, cmd, NULL, response, result);
+}
+
+const char *jstr(struct json_object *o, const char *key, const char *dflt)
 {
     struct json_object *v;
     if (!o || !json_object_object_get_ex(o, key, &v) || !v)
@@ -106,7 +100,7 @@ static const char *jstr(struct json_object *o, const char *key, const char *dflt
     return json_object_get_string(v);
 }
 
-static int64_t jint(struct json_object *o, const char *key)
+int64_t jint(struct json_object *o, const char *key)
 {
     struct json_object *v;
     if (!o || !json_object_object_get_ex(o, key, &v) || !v)
@@ -354,6 +348,8 @@ int main(int argc, char **argv)
         return cmd_status(&o);
     if (strcmp(cmd, "stat") == 0)
         return cmd_stat(&o, argc, argv);
+    if (strcmp(cmd, "top") == 0)
+        return cmd_top(&o, argc, argv);
     if (strcmp(cmd, "config") == 0 && argc == 1)
         return cmd_simple(&o, "config", NULL);
     if (strcmp(cmd, "reload") == 0 && argc == 1)

@@ -75,3 +75,23 @@ struct nt_sampler_ops {
 
 extern const struct nt_sampler_ops nt_sampler_perf_ops;
 extern const struct nt_sampler_ops nt_sampler_damon_ops;
+
+/* ---- the backend in use (daemon/sampler.c) ------------------------------- */
+
+struct nt_sampler;
+
+/* Open the configured backend. For auto: perf if its probe passes, else
+ * DAMON, logging why perf was passed over. An explicit backend that cannot
+ * run is an error. With auto and neither usable, returns -ENODEV; why says
+ * what each backend lacks, so the daemon can run on without sampling. */
+int  nt_sampler_open(const struct nt_sampler_env *env, int backend, struct nt_sampler **out,
+                     char *why, size_t len);
+void nt_sampler_free(struct nt_sampler *s);          /* NULL ok; stops kernel-side work */
+const char *nt_sampler_name(const struct nt_sampler *s);
+/* Why perf is not the backend ("" if it is, or if it was never tried). */
+const char *nt_sampler_perf_unavailable(const struct nt_sampler *s);
+int  nt_sampler_watch(struct nt_sampler *s, pid_t pid);
+int  nt_sampler_unwatch(struct nt_sampler *s, pid_t pid);
+int  nt_sampler_drain(struct nt_sampler *s, uint64_t now_usec, uint64_t own_cpu_usec,
+                      nt_access_fn fn, void *userdata);
+void nt_sampler_get_stats(struct nt_sampler *s, struct nt_sampler_stats *out);
