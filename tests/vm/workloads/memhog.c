@@ -12,6 +12,7 @@
  * The state file (--state FILE, replaced atomically) is key=value lines:
  * pid, mib, pages, bind, cpu_node, hot_pages, nodeN=<pages on node N>,
  * hot_nodeN=<hot pages on node N>, other=<pages not resident or in error>,
+ * addr and hot_end=<the buffer's start and the end of its hot part, decimal>,
  * checksum=OK|BAD|unknown, ready=1.
  *
  * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
@@ -187,6 +188,8 @@ static void write_state(const struct opts *o, char *buf, size_t pages, size_t ho
 	}
 	fprintf(f, "pid=%d\nmib=%zu\npages=%zu\nbind=%d\ncpu_node=%d\nhot_pages=%zu\n",
 		getpid(), o->mib, pages, o->bind, o->cpu_node, hot_pages);
+	fprintf(f, "addr=%lu\nhot_end=%lu\n", (unsigned long)buf,
+		(unsigned long)(buf + hot_pages * psz));
 	for (int n = 0; n < MAX_NODES; n++)
 		if (count[n])
 			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);
