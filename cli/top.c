@@ -101,7 +101,7 @@ static void print_header(struct json_object *top, int nr_nodes)
            jint(top, "tracked_pages"));
     printf("\n%7s %-15s %12s %12s %8s", "PID", "COMMAND", "RMA", "LMA", "RMA/LMA");
     for (int n = 0; n < nr_nodes; n++) {
-        char col[16];
+        char col[24];
         snprintf(col, sizeof(col), "HOT:N%d", n);
         printf(" %8s", col);
     }
