@@ -18,21 +18,60 @@ struct nt_aggregate_config {
     uint64_t half_life_usec;
     size_t max_pages;
     unsigned nr_nodes;            /* node ids are 0..nr_nodes-1 */
+    /* Most table entries one multi-page (DAMON) observation touches; larger
+     * regions are sampled evenly, rotating, with the weight scaled so the
+     * totals stay exact. 0 = NT_AGGREGATE_REGION_PAGES. */
+    unsigned max_region_pages;
 };
+
+#define NT_AGGREGATE_REGION_PAGES 256
 
 int  nt_aggregate_new(const struct nt_aggregate_config *cfg, struct nt_aggregate **out);
 void nt_aggregate_free(struct nt_aggregate *a);    /* NULL ok */
 /* Apply a new config (half-life, cap, node count) keeping what fits. */
 int  nt_aggregate_reconfigure(struct nt_aggregate *a, const struct nt_aggregate_config *cfg);
 
-/* Ingest one observation for process instance proc_id. cpu_node is the
- * node of the CPU that made the access (-1 unknown, e.g. DAMON). This is
- * the hot path: no allocation in the steady state, no syscalls. */
+/* Ingest one observation for process instance proc_id (0 is ignored).
+ * cpu_node is the node of the CPU that made the access (-1 unknown, e.g.
+ * DAMON). This is the hot path: no allocation in the steady state, no
+ * syscalls. Heat counts acc->weight per page; a time earlier than the
+ * latest one seen counts as the latest. */
 void nt_aggregate_add(struct nt_aggregate *a, uint32_t proc_id, const struct nt_access *acc,
                       int cpu_node, uint64_t now_usec);
 
+/* One observation for nt_aggregate_add_batch. */
+struct nt_aggregate_obs {
+    uint32_t proc_id;
+    int cpu_node;
+    struct nt_access acc;
+};
+
+/* The same as nt_aggregate_add for each of obs[0..n), all at now_usec, but
+ * faster: it prefetches table slots a few observations ahead, so cache
+ * misses overlap. Drains should buffer observations (a few hundred) and
+ * hand them over with this. */
+void nt_aggregate_add_batch(struct nt_aggregate *a, const struct nt_aggregate_obs *obs, size_t n,
+                            uint64_t now_usec);
+
 /* Forget a process instance (it exited or is no longer watched). */
 void nt_aggregate_forget(struct nt_aggregate *a, uint32_t proc_id);
+
+/* Record where a page is, e.g. after the mover moved it (node < 0: unknown,
+ * look it up again). No-op for a page not in the table. */
+void nt_aggregate_set_page_node(struct nt_aggregate *a, uint32_t proc_id, uint64_t vaddr, int node,
+                                uint64_t now_usec);
+
+struct nt_aggregate_stats {
+    size_t tracked_pages, max_pages;
+    size_t slots;                 /* hash table size (grows up to ~4/3 max_pages, a power of 2) */
+    size_t procs;                 /* process instances with totals */
+    uint64_t observations;        /* nt_aggregate_add calls that counted */
+    uint64_t page_updates;        /* table entries touched by them */
+    uint64_t evictions;           /* entries dropped for room (not by forget) */
+    uint64_t dropped;             /* observations lost to allocation failure */
+    uint64_t node_lookups, node_lookup_errors;   /* pages asked of nt_page_node_fn, and per-page errors */
+};
+void nt_aggregate_get_stats(const struct nt_aggregate *a, struct nt_aggregate_stats *out);
 
 /* Page -> node lookup for a batch: fill nodes[i] for vaddrs[i] (negative
  * errno per page as move_pages reports it). Returns 0 or negative errno. */
@@ -40,7 +79,11 @@ typedef int (*nt_page_node_fn)(pid_t pid, size_t n, const uint64_t *vaddrs, int 
 
 /* Look up the node of up to max_pages pages whose node is unknown or stale,
  * hottest first, batched per process. pid_of maps an instance id to its
- * current pid (0 if gone). */
+ * current pid (0 if gone). A node is stale one half-life (at least 1 s)
+ * after it was learned. fn must not call back into the aggregate.
+ * Returns the number of pages asked about, or -ENOMEM; a process whose
+ * lookup fails (e.g. -ESRCH, it exited) is skipped until its nodes are
+ * stale again. */
 int nt_aggregate_refresh_nodes(struct nt_aggregate *a, uint64_t now_usec, size_t max_pages,
                                pid_t (*pid_of)(uint32_t proc_id, void *ud), void *ud,
                                nt_page_node_fn fn, void *fn_ud);
@@ -75,7 +118,13 @@ struct nt_heat_snapshot {
 
 /* thread_nodes(proc_id) gives the bitmask of nodes the process's threads
  * run on (bit n = node n; nodes >= 64 are folded out), used to classify
- * accesses that came without a CPU. */
+ * accesses that came without a CPU. With thread_nodes NULL, those accesses
+ * count in node_accesses but in neither lma nor rma.
+ *
+ * Accesses served by a cache (NT_MEM_SRC_CACHE, _REMOTE_CACHE) heat their
+ * page but are not memory accesses: they count in none of the totals.
+ * REMOTE_DRAM and SLOW_MEM are remote even when the page's node is not
+ * known yet. procs are sorted by proc_id. */
 int nt_aggregate_snapshot(const struct nt_aggregate *a, uint64_t now_usec, size_t top_pages,
                           uint64_t (*thread_nodes)(uint32_t proc_id, void *ud), void *ud,
                           struct nt_heat_snapshot **out);

@@ -30,7 +30,7 @@ struct nt_proc {
     char comm[16];
     char *cgroup;             /* cgroup v2 path, e.g. "/system.slice/x.service" */
     uint64_t rss_bytes;
-    double cpu_pct;           /* of one CPU, since the previous scan */
+    double cpu_pct;           /* of one CPU, since the previous scan (first sight: lifetime average) */
     uint64_t cpu_ticks;       /* utime+stime at the last scan */
     struct nt_thread *threads;
     unsigned nr_threads;
@@ -60,6 +60,15 @@ int nt_procs_scan(struct nt_procs *p, const struct nt_config *cfg, const struct 
 /* The watched processes, valid until the next scan. */
 const struct nt_proc *nt_procs_list(const struct nt_procs *p, size_t *n);
 const struct nt_proc *nt_procs_find(const struct nt_procs *p, pid_t pid);   /* NULL if not watched */
+/* By instance id (e.g. the aggregate's pid_of); NULL if not watched. */
+const struct nt_proc *nt_procs_find_id(const struct nt_procs *p, uint32_t id);
+/* Bitmask of the nodes its threads last ran on (bit n = node n, nodes >= 64
+ * left out): the aggregate's thread_nodes. */
+uint64_t nt_proc_thread_nodes(const struct nt_proc *proc);
+/* Why pid is or isn't watched, as decided by the last scan and worded with
+ * cfg's rules (see nt_select_explain). 0, or -ESRCH if the last scan did
+ * not see pid. */
+int nt_procs_explain(const struct nt_procs *p, const struct nt_config *cfg, pid_t pid, char *buf, size_t len);
 /* Is this still the same process (pidfd alive and start time unchanged)?
  * Call right before acting on it. */
 bool nt_proc_still_same(const struct nt_procs *p, const struct nt_proc *proc);
