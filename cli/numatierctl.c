@@ -135,6 +135,26 @@ static void print_node_row(struct json_object *node)
     putchar('\n');
 }
 
+/* "Sampler: damon, 1234 samples, 0 lost; 3 processes watched" or why none runs. */
+static void print_watch(struct json_object *st)
+{
+    struct json_object *w, *smp, *procs;
+    if (!json_object_object_get_ex(st, "watch", &w) || !w ||
+        !json_object_object_get_ex(w, "sampler", &smp) || !json_object_object_get_ex(w, "procs", &procs))
+        return;
+    const char *backend = jstr(smp, "backend", NULL);
+    if (!backend)
+        printf("Sampler: none (%s)", jstr(smp, "unavailable", "?"));
+    else
+        printf("Sampler: %s, %" PRId64 " samples, %" PRId64 " lost", backend, jint(smp, "samples"),
+               jint(smp, "lost") + jint(smp, "lost_samples"));
+    printf("; %" PRId64 " processes watched, %" PRId64 " exited mid-cycle\n", jint(procs, "watched"),
+           jint(procs, "exited_mid_cycle"));
+    const char *perf_why = backend ? jstr(smp, "perf_unavailable", NULL) : NULL;
+    if (perf_why)
+        printf("perf unavailable: %s\n", perf_why);
+}
+
 static void print_status(struct json_object *st)
 {
     char up[32];
@@ -160,6 +180,7 @@ static void print_status(struct json_object *st)
                jstr(node, "tier", "?"), jstr(node, "tier_reason", "?"));
     }
     putchar('\n');
+    print_watch(st);
 
     struct json_object *rl;
     if (json_object_object_get_ex(st, "reloads", &rl) && jint(rl, "failed") > 0)

@@ -125,7 +125,7 @@ const struct nt_config_key nt_config_keys[] = {
     UINT("sampler", "damon_min_regions", damon_min_regions, "3", "100000", "10",
          "Fewest regions DAMON splits each process into."),
     UINT("sampler", "damon_max_regions", damon_max_regions, "10", "1000000", "1000",
-         "Most regions DAMON splits each process into."),
+         "Most regions DAMON keeps in all, over every watched process together."),
 
     SIZE("procs", "min_rss", min_rss_bytes, "0", "1T", "64M",
          "Watch only processes with at least this much resident memory."),

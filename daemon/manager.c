@@ -14,6 +14,7 @@
 #include "numatier/topology.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
+#include "numatier/watch.h"
 
 struct nt_manager {
     sd_event *event;
@@ -27,6 +28,8 @@ struct nt_manager {
     struct nt_ctl_server *retired_ctl;  /* freed from a defer source, never from its own callback */
     sd_event_source *retire_defer;
     sd_event_source *cycle_timer;
+    sd_event_source *sample_timer;
+    struct nt_watch *watch;
 
     struct nt_topology *topology;
     int last_topology_error;
@@ -44,11 +47,14 @@ static int cmd_ping(void *userdata, struct json_object *args, const struct ucred
                     struct nt_ctl_reply *reply);
 static int cmd_reload(void *userdata, struct json_object *args, const struct ucred *peer,
                       struct nt_ctl_reply *reply);
+static int cmd_top(void *userdata, struct json_object *args, const struct ucred *peer,
+                   struct nt_ctl_reply *reply);
 
 static const struct nt_ctl_command ctl_commands[] = {
     { "status", false, cmd_status },
     { "config", false, cmd_config },
     { "ping",   false, cmd_ping },
+    { "top",    false, cmd_top },
     { "reload", true,  cmd_reload },
 };
 
@@ -101,8 +107,26 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
     struct nt_manager *m = userdata;
     m->cycles++;
     refresh_topology(m);
+    if (m->topology) {
+        int r = nt_watch_cycle(m->watch, &m->config, m->topology, nt_now_usec());
+        if (r < 0)
+            log_warning("cycle: watching processes failed: %s", strerror(-r));
+    }
     notify_status(m);
     sd_event_source_set_time_relative(s, m->config.cycle_interval_usec);
+    return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int on_sample(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    (void)usec;
+    struct nt_manager *m = userdata;
+    if (m->topology) {
+        int r = nt_watch_drain(m->watch, m->topology, nt_now_usec());
+        if (r < 0)
+            log_debug("sampler: drain failed: %s", strerror(-r));
+    }
+    sd_event_source_set_time_relative(s, m->config.sample_interval_usec);
     return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
@@ -143,6 +167,24 @@ static void record_reload_failure(struct nt_manager *m, const char *msg)
     log_error("reload: %s; keeping the previous configuration", msg);
 }
 
+/* A new backend needs a new pipeline; anything else is a reconfigure. */
+static int apply_watch_config(struct nt_manager *m, const struct nt_config *next, char *why, size_t len)
+{
+    if (next->sampler_backend == m->config.sampler_backend)
+        return nt_watch_reconfigure(m->watch, next, m->topology);
+    struct nt_watch *fresh = NULL;
+    static const char prefix[] = "sampler: ";
+    if (len <= sizeof(prefix))
+        return -EINVAL;
+    memcpy(why, prefix, sizeof(prefix));
+    int r = nt_watch_new(m->root, next, m->topology, &fresh, why + strlen(prefix), len - strlen(prefix));
+    if (r < 0)
+        return r;
+    nt_watch_free(m->watch);
+    m->watch = fresh;
+    return 0;
+}
+
 /* Load the whole new configuration, or keep the old one untouched. */
 static int manager_reload(struct nt_manager *m, char **error_out)
 {
@@ -152,6 +194,9 @@ static int manager_reload(struct nt_manager *m, char **error_out)
     int r = nt_config_load(&next, m->config_path, m->config_required, m->dropin_dir, &err);
     if (r < 0) {
         record_reload_failure(m, err.message);
+    } else if ((r = apply_watch_config(m, &next, err.message, sizeof(err.message))) < 0) {
+        record_reload_failure(m, err.message);
+        nt_config_done(&next);
     } else if ((r = move_socket(m, &next)) < 0) {
         snprintf(err.message, sizeof(err.message), "cannot listen on %s: %s",
                  next.socket_path, strerror(-r));
@@ -165,6 +210,7 @@ static int manager_reload(struct nt_manager *m, char **error_out)
         free(m->last_reload_error);
         m->last_reload_error = NULL;
         sd_event_source_set_time_relative(m->cycle_timer, m->config.cycle_interval_usec);
+        sd_event_source_set_time_relative(m->sample_timer, m->config.sample_interval_usec);
         log_info("reload: configuration applied");
     }
     if (r < 0 && error_out)
@@ -219,6 +265,7 @@ static int cmd_status(void *userdata, struct json_object *args, const struct ucr
     json_object_object_add(o, "clients", json_object_new_int((int)nt_ctl_server_nr_clients(m->ctl)));
     json_object_object_add(o, "reloads", reload_stats_json(m));
     json_object_object_add(o, "topology", m->topology ? nt_topology_to_json(m->topology) : NULL);
+    json_object_object_add(o, "watch", nt_watch_status_json(m->watch));
     reply->result = o;
     return 0;
 }
@@ -259,6 +306,25 @@ static int cmd_reload(void *userdata, struct json_object *args, const struct ucr
     return 0;
 }
 
+/* args: {"pages": N} hottest pages per process (default 16, at most 4096). */
+static int cmd_top(void *userdata, struct json_object *args, const struct ucred *peer,
+                   struct nt_ctl_reply *reply)
+{
+    (void)peer;
+    struct nt_manager *m = userdata;
+    int64_t pages = 16;
+    struct json_object *v;
+    if (args && json_object_object_get_ex(args, "pages", &v)) {
+        if (!json_object_is_type(v, json_type_int) || (pages = json_object_get_int64(v)) < 0 || pages > 4096)
+            return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument",
+                                      "\"pages\" must be an integer from 0 to 4096");
+    }
+    reply->result = nt_watch_top_json(m->watch, nt_now_usec(), (size_t)pages);
+    if (!reply->result)
+        return nt_ctl_reply_error(reply, -ENOMEM, "internal", "cannot build the snapshot");
+    return 0;
+}
+
 static int add_sources(struct nt_manager *m)
 {
     static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
@@ -274,6 +340,10 @@ static int add_sources(struct nt_manager *m)
             return r;
     }
     int r = sd_event_add_time_relative(m->event, &m->cycle_timer, CLOCK_MONOTONIC, 0, 0, on_cycle, m);
+    if (r < 0)
+        return r;
+    r = sd_event_add_time_relative(m->event, &m->sample_timer, CLOCK_MONOTONIC,
+                                   m->config.sample_interval_usec, 0, on_sample, m);
     if (r < 0)
         return r;
     r = sd_event_add_defer(m->event, &m->retire_defer, on_retire, m);
@@ -322,6 +392,12 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
         goto fail;
     }
     refresh_topology(m);
+    char why[512] = "";
+    r = nt_watch_new(m->root, &m->config, m->topology, &m->watch, why, sizeof(why));
+    if (r < 0) {
+        log_error("sampler: %s", why);
+        goto fail;
+    }
     *out = m;
     return 0;
 fail:
@@ -346,6 +422,8 @@ void nt_manager_free(struct nt_manager *m)
     nt_ctl_server_free(m->ctl);
     nt_ctl_server_free(m->retired_ctl);
     sd_event_source_disable_unref(m->cycle_timer);
+    sd_event_source_disable_unref(m->sample_timer);
+    nt_watch_free(m->watch);
     sd_event_source_disable_unref(m->retire_defer);
     sd_event_unref(m->event);
     nt_topology_free(m->topology);

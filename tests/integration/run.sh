@@ -42,6 +42,10 @@ max_clients = 100
 request_timeout = 1s
 max_request_size = 4K
 ${2:-}
+
+[procs]
+# Watch nothing on the host: these tests are about the daemon, not this machine.
+include_comm = numatier-it-nothing
 EOF
     mv "$CONF.new" "$CONF"
 }
@@ -107,6 +111,45 @@ rc=$?
 [ $rc -eq 1 ] && pass "second-instance-refused" || fail "second-instance-refused" "exit $rc"
 check "second-instance-message" grep -q "another numatierd is already answering" "$TMP/second.log"
 check "first-instance-still-answers" "$CTL" --socket "$SOCK" ping
+
+# ---- sampling backends on a machine without a PMU ---------------------------
+check "status-sampler-json" python3 -c '
+import json,subprocess,sys
+s = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "status"]))
+smp = s["watch"]["sampler"]
+if smp["backend"] is None:
+    # auto with nothing usable: it must say what each backend lacks
+    assert "perf:" in smp["unavailable"] and "damon:" in smp["unavailable"], smp
+else:
+    assert smp["backend"] in ("perf", "damon"), smp
+    if smp["backend"] == "damon":
+        assert smp["perf_unavailable"], smp
+' "$CTL" "$SOCK"
+if [ ! -e /sys/bus/event_source/devices/cpu ] && [ ! -e /sys/bus/event_source/devices/ibs_op ]; then
+    check "auto-says-why-not-perf" grep -Eq "perf: no PMU with memory sampling.*(falling back to damon|watching processes without sampling)|sampler: no backend can run \(perf: no PMU" "$TMP/daemon.log"
+    printf '[sampler]\nbackend = perf\n[control]\nsocket = %s/perf.sock\n' "$TMP" > "$TMP/perf.conf"
+    "$D" --config "$TMP/perf.conf" --config-dir "$TMP/none" 2> "$TMP/perf.log"
+    rc=$?
+    [ $rc -ne 0 ] && pass "backend-perf-refuses-to-start" || fail "backend-perf-refuses-to-start" "exit $rc"
+    check "backend-perf-says-why" grep -q "sampler: perf: no PMU with memory sampling" "$TMP/perf.log"
+fi
+check "status-text-sampler-line" sh -c "'$CTL' --socket '$SOCK' status | grep -Eq '^Sampler: (none \\(perf: |perf, |damon, )'"
+check "top-once" "$CTL" --socket "$SOCK" top --once
+check "top-bad-pages-refused" python3 -c '
+import json,socket,sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+for bad in (-1, 4097, "16"):
+    s.sendall((json.dumps({"cmd": "top", "args": {"pages": bad}}) + "\n").encode())
+    line = b""
+    while not line.endswith(b"\n"):
+        line += s.recv(4096)
+    r = json.loads(line)
+    assert r.get("ok") is False and "pages" in json.dumps(r), r
+' "$SOCK"
+check "top-json" sh -c "'$CTL' --socket '$SOCK' top --once --json | python3 -c 'import json,sys; t=json.load(sys.stdin); assert t[\"procs\"] == [], t'"
+"$CTL" --socket "$SOCK" top --sort bogus >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] && pass "top-bad-sort-usage" || fail "top-bad-sort-usage" "exit $rc"
 
 # ---- numastat parity -------------------------------------------------------
 "$CTL" stat > "$TMP/stat.txt"; numastat -m > "$TMP/numastat-m.txt"
