@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "  top [--once] [--interval SECS] [--sort KEY] [--limit N] [--pages N]\n"
             "                       live per-process view: remote/local accesses, hot pages\n"
             "                       per node, thread nodes; KEY: rma lma ratio pid comm rss cpu\n"
+            "  mode [enforce|advise] show the mode, or switch it until the next reload (root only)\n"
             "  config               the daemon's effective configuration\n"
             "  reload               re-read the configuration (root only)\n\n"
             "Options:\n"
@@ -216,6 +217,36 @@ static int cmd_simple(const struct ctl_opts *o, const char *cmd, const char *don
     return rc;
 }
 
+/* mode: print it (from status, any user); mode enforce|advise: set it (root). */
+static int cmd_mode(const struct ctl_opts *o, int argc, char **argv)
+{
+    struct json_object *resp = NULL, *result = NULL;
+    int rc;
+    if (argc == 1) {
+        rc = call_daemon(o, "status", &resp, &result);
+    } else if (strcmp(argv[1], "enforce") == 0 || strcmp(argv[1], "advise") == 0) {
+        struct json_object *args = json_object_new_object();
+        json_object_object_add(args, "mode", json_object_new_string(argv[1]));
+        rc = call_daemon_args(o, "mode", args, &resp, &result);
+        json_object_put(args);
+    } else {
+        fprintf(stderr, "numatierctl: usage: mode [enforce|advise]\n");
+        return EXIT_USAGE;
+    }
+    if (rc == EXIT_OK) {
+        if (o->json) {
+            struct json_object *j = json_object_new_object();
+            json_object_object_add(j, "mode", json_object_new_string(jstr(result, "mode", "?")));
+            print_json(j);
+            json_object_put(j);
+        } else {
+            puts(jstr(result, "mode", "?"));
+        }
+    }
+    json_object_put(resp);
+    return rc;
+}
+
 static int stat_error(int r, const char *what)
 {
     fprintf(stderr, "numatierctl: stat %s: %s\n", what, strerror(-r));
@@ -371,6 +402,8 @@ int main(int argc, char **argv)
         return cmd_stat(&o, argc, argv);
     if (strcmp(cmd, "top") == 0)
         return cmd_top(&o, argc, argv);
+    if (strcmp(cmd, "mode") == 0 && argc <= 2)
+        return cmd_mode(&o, argc, argv);
     if (strcmp(cmd, "config") == 0 && argc == 1)
         return cmd_simple(&o, "config", NULL);
     if (strcmp(cmd, "reload") == 0 && argc == 1)

@@ -22,8 +22,9 @@
 /* ---- the table ------------------------------------------------------------ */
 
 static const struct nt_config_choice mode_choices[] = {
-    { "observe", NT_MODE_OBSERVE },
     { "enforce", NT_MODE_ENFORCE },
+    { "advise", NT_MODE_ADVISE },
+    { "observe", NT_MODE_ADVISE },      /* the name before placement existed */
     { NULL, 0 },
 };
 
@@ -87,8 +88,8 @@ static int check_socket_path(const union nt_config_value *v, const char **why)
 const struct nt_config_key nt_config_keys[] = {
     DURATION("daemon", "cycle_interval", cycle_interval_usec, "100ms", "1h", "10s",
              "How often the daemon samples, decides and acts."),
-    ENUM("daemon", "mode", mode, mode_choices, "observe",
-         "observe: decide and report but move nothing; enforce: carry the decisions out."),
+    ENUM("daemon", "mode", mode, mode_choices, "enforce",
+         "enforce: carry placement decisions out; advise: log and show the plan, move nothing."),
     ENUM("daemon", "log_level", log_level, log_level_choices, "info",
          "Least important messages to log: debug, info, notice, warning or err."),
 

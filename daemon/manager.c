@@ -49,6 +49,8 @@ static int cmd_reload(void *userdata, struct json_object *args, const struct ucr
                       struct nt_ctl_reply *reply);
 static int cmd_top(void *userdata, struct json_object *args, const struct ucred *peer,
                    struct nt_ctl_reply *reply);
+static int cmd_mode(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply);
 
 static const struct nt_ctl_command ctl_commands[] = {
     { "status", false, cmd_status },
@@ -56,6 +58,7 @@ static const struct nt_ctl_command ctl_commands[] = {
     { "ping",   false, cmd_ping },
     { "top",    false, cmd_top },
     { "reload", true,  cmd_reload },
+    { "mode",   true,  cmd_mode },
 };
 
 static struct nt_ctl_limits limits_from_config(const struct nt_config *c)
@@ -303,6 +306,34 @@ static int cmd_reload(void *userdata, struct json_object *args, const struct ucr
         return nt_ctl_reply_error(reply, r, "config-invalid", "%s", error ? error : strerror(-r));
     reply->result = json_object_new_object();
     json_object_object_add(reply->result, "reloaded", json_object_new_boolean(1));
+    return 0;
+}
+
+/* args: {"mode": "enforce"|"advise"}: switch until the next reload. Reading
+ * the mode needs no root: it is in status. */
+static int cmd_mode(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply)
+{
+    struct nt_manager *m = userdata;
+    struct json_object *v;
+    if (!args || !json_object_object_get_ex(args, "mode", &v) || !json_object_is_type(v, json_type_string))
+        return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"mode\" must be \"enforce\" or \"advise\"");
+    const char *want = json_object_get_string(v);
+    enum nt_mode mode;
+    if (strcmp(want, "enforce") == 0)
+        mode = NT_MODE_ENFORCE;
+    else if (strcmp(want, "advise") == 0)
+        mode = NT_MODE_ADVISE;
+    else
+        return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument",
+                                  "unknown mode \"%s\": use enforce or advise", want);
+    if (mode != m->config.mode)
+        log_notice("mode %s -> %s, asked by pid %d (uid %d), until the next reload",
+                   nt_mode_to_string(m->config.mode), nt_mode_to_string(mode), (int)peer->pid, (int)peer->uid);
+    m->config.mode = mode;
+    notify_status(m);
+    reply->result = json_object_new_object();
+    json_object_object_add(reply->result, "mode", json_object_new_string(nt_mode_to_string(mode)));
     return 0;
 }
 

@@ -15,9 +15,9 @@
 
 struct json_object;
 
-enum nt_mode { NT_MODE_OBSERVE, NT_MODE_ENFORCE };
+enum nt_mode { NT_MODE_ENFORCE, NT_MODE_ADVISE };
 enum nt_sampler_backend { NT_SAMPLER_AUTO, NT_SAMPLER_PERF, NT_SAMPLER_DAMON };
-const char *nt_mode_to_string(enum nt_mode m);   /* "observe" / "enforce" */
+const char *nt_mode_to_string(enum nt_mode m);   /* "enforce" / "advise" */
 
 #define NT_CONFIG_MAIN_PATH   "/etc/numatier/numatierd.conf"
 #define NT_CONFIG_DROPIN_DIR  "/etc/numatier/numatierd.conf.d"
@@ -29,7 +29,7 @@ const char *nt_mode_to_string(enum nt_mode m);   /* "observe" / "enforce" */
 struct nt_config {
     /* [daemon] */
     uint64_t cycle_interval_usec;   /* cycle_interval, default 10s, 100ms..1h */
-    enum nt_mode mode;              /* mode = observe|enforce, default observe */
+    enum nt_mode mode;              /* mode = enforce|advise (observe = advise), default enforce */
     int log_level;                  /* log_level = debug|info|notice|warning|err, default info (syslog level) */
     /* [control] */
     char *socket_path;              /* socket, absolute path, default NT_DEFAULT_SOCKET */

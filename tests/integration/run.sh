@@ -61,7 +61,7 @@ write_conf 1s
 check "check-config-valid" "$D" --config "$CONF" --config-dir "$TMP/none" --check-config
 "$D" --config "$CONF" --config-dir "$TMP/none" --check-config > "$TMP/eff.txt"
 check "check-config-origin" grep -q "cycle_interval = 1s.*$CONF:2" "$TMP/eff.txt"
-check "check-config-default-origin" grep -q "mode = observe.*default" "$TMP/eff.txt"
+check "check-config-default-origin" grep -q "mode = enforce.*default" "$TMP/eff.txt"
 printf '[daemon]\ncycle_interval = 3 parsecs\n' > "$TMP/bad.conf"
 "$D" --config "$TMP/bad.conf" --config-dir "$TMP/none" --check-config 2> "$TMP/bad.err"
 rc=$?
@@ -83,18 +83,18 @@ NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=2000000 \
 DPID=$!
 check "daemon-answers" wait_for 10 "$CTL" --socket "$SOCK" ping
 check "notify-ready" wait_for 5 grep -q "READY=1" "$TMP/notify.log"
-check "notify-status" wait_for 5 grep -q "STATUS=observe mode" "$TMP/notify.log"
+check "notify-status" wait_for 5 grep -q "STATUS=enforce mode" "$TMP/notify.log"
 check "log-priority-prefix" grep -q '^<6>numatierd' "$TMP/daemon.log"
 
 "$CTL" --socket "$SOCK" status > "$TMP/status.txt"
 check "status-table" grep -Eq '^ +0  (fast|slow) ' "$TMP/status.txt"
-check "status-header" grep -q "^numatierd .*, up .*, mode observe, cycle 1s" "$TMP/status.txt"
+check "status-header" grep -q "^numatierd .*, up .*, mode enforce, cycle 1s" "$TMP/status.txt"
 "$CTL" --socket "$SOCK" status --json > "$TMP/status.json"
 check "status-json" python3 -c '
 import json,sys
 s = json.load(open(sys.argv[1]))
 t = s["topology"]
-assert s["mode"] == "observe" and s["cycle_interval_usec"] == 1000000
+assert s["mode"] == "enforce" and s["cycle_interval_usec"] == 1000000
 assert len(t["nodes"]) >= 1 and t["nodes"][0]["mem_total_kb"] > 0
 assert t["nodes"][0]["distances"][0] == 10
 ' "$TMP/status.json"
@@ -173,6 +173,25 @@ $NOBODY "$CTL" --socket "$SOCK" reload 2> "$TMP/denied.txt"
 rc=$?
 [ $rc -eq 4 ] && pass "nonroot-reload-refused" || fail "nonroot-reload-refused" "exit $rc"
 check "nonroot-refusal-message" grep -q "needs root" "$TMP/denied.txt"
+check "nonroot-mode-read" sh -c "$NOBODY '$CTL' --socket '$SOCK' mode | grep -qx enforce"
+$NOBODY "$CTL" --socket "$SOCK" mode advise 2>/dev/null
+rc=$?
+[ $rc -eq 4 ] && pass "nonroot-mode-set-refused" || fail "nonroot-mode-set-refused" "exit $rc"
+
+# ---- mode: switched at run time by root, until the next reload -------------
+check "mode-set-advise" sh -c "'$CTL' --socket '$SOCK' mode advise | grep -qx advise"
+check "mode-status-advise" sh -c "'$CTL' --socket '$SOCK' status | grep -q 'mode advise'"
+check "mode-logged" wait_for 5 grep -q "mode enforce -> advise, asked by pid" "$TMP/daemon.log"
+"$CTL" --socket "$SOCK" mode bogus 2>/dev/null
+rc=$?
+[ $rc -eq 2 ] && pass "mode-bogus-usage" || fail "mode-bogus-usage" "exit $rc"
+check "mode-bogus-over-socket" python3 -c '
+import json,socket,sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"{\"cmd\": \"mode\", \"args\": {\"mode\": \"fast\"}}\n")
+r = json.loads(s.makefile().readline())
+assert r["ok"] is False and "enforce or advise" in json.dumps(r), r
+' "$SOCK"
 
 # ---- reload: good, then bad, over SIGHUP and over the socket ------------------
 write_conf 2s
@@ -191,6 +210,7 @@ check "ctl-bad-reload-message" grep -q "numatierd.conf:10" "$TMP/reload-bad.txt"
 write_conf 1s
 check "ctl-good-reload" "$CTL" --socket "$SOCK" reload
 check "ctl-good-reload-applied" sh -c "'$CTL' --socket '$SOCK' status | grep -q 'cycle 1s'"
+check "reload-restores-config-mode" sh -c "'$CTL' --socket '$SOCK' mode | grep -qx enforce"
 
 # ---- protocol abuse --------------------------------------------------------
 if python3 "$HERE/ctl_abuse.py" "$SOCK" 4096 1 > "$TMP/abuse.txt" 2>&1; then

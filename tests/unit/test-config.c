@@ -117,7 +117,7 @@ static void assert_origin(const struct nt_config *c, const char *section, const 
 static void assert_defaults(const struct nt_config *c)
 {
     assert_true(c->cycle_interval_usec == 10 * 1000000ull);
-    assert_int_equal(c->mode, NT_MODE_OBSERVE);
+    assert_int_equal(c->mode, NT_MODE_ENFORCE);
     assert_int_equal(c->log_level, LOG_INFO);
     assert_string_equal(c->socket_path, NT_DEFAULT_SOCKET);
     assert_int_equal(c->max_clients, 64);
@@ -147,7 +147,7 @@ static void test_defaults(void **state)
     c = load_ok(NULL, false, NULL);
     assert_defaults(&c);
     nt_config_done(&c);
-    assert_string_equal(nt_mode_to_string(NT_MODE_OBSERVE), "observe");
+    assert_string_equal(nt_mode_to_string(NT_MODE_ADVISE), "advise");
     assert_string_equal(nt_mode_to_string(NT_MODE_ENFORCE), "enforce");
 }
 
@@ -235,7 +235,7 @@ static void test_dropins_in_lexical_order(void **state)
     _cleanup_free_ char *dir = subdir(d, "conf.d");
     put_only(d, "conf.d/10-a.conf", "[daemon]\ncycle_interval = 40s\nmode = enforce\n");
     _cleanup_free_ char *b = put(d, "conf.d/50-b.conf", "[daemon]\n\ncycle_interval = 30s\n");
-    _cleanup_free_ char *c9 = put(d, "conf.d/90-c.conf", "[daemon]\nmode = observe\n");
+    _cleanup_free_ char *c9 = put(d, "conf.d/90-c.conf", "[daemon]\nmode = advise\n");
     /* strcmp order: upper case sorts before lower case in every locale */
     put_only(d, "conf.d/Z.conf", "[control]\nmax_clients = 1\n");
     _cleanup_free_ char *lo = put(d, "conf.d/a.conf", "[control]\nmax_clients = 2\n");
@@ -249,7 +249,7 @@ static void test_dropins_in_lexical_order(void **state)
     struct nt_config c = load_ok(main_path, true, dir);
     assert_true(c.cycle_interval_usec == 30 * 1000000ull);
     assert_origin(&c, "daemon", "cycle_interval", b, 3);
-    assert_int_equal(c.mode, NT_MODE_OBSERVE);
+    assert_int_equal(c.mode, NT_MODE_ADVISE);
     assert_origin(&c, "daemon", "mode", c9, 2);
     assert_int_equal(c.log_level, LOG_ERR);
     assert_origin(&c, "daemon", "log_level", main_path, 3);
@@ -342,7 +342,7 @@ static void test_syntax_errors(void **state)
     /* the first error wins, whoever found it */
     expect_file_error(d, "[daemon]\njunk\nmode = fast\n", -EINVAL, 2, "syntax error");
     expect_file_error(d, "[daemon]\nmode = fast\njunk\n", -EINVAL, 2,
-                      "[daemon] mode: must be one of: observe, enforce (got \"fast\")");
+                      "[daemon] mode: must be one of: enforce, advise (got \"fast\")");
 
     /* The longest line inih takes is 199 characters, as the man page says. */
     char line199[256];
@@ -389,7 +389,7 @@ static void test_bad_values(void **state)
           "[daemon] cycle_interval: unknown unit, use us, ms, s, min, h or d (got \"10 parsecs\")" },
         { "daemon", "cycle_interval =", -EINVAL, "[daemon] cycle_interval: empty value (got \"\")" },
         { "daemon", "mode = Enforce", -EINVAL,
-          "[daemon] mode: must be one of: observe, enforce (got \"Enforce\")" },
+          "[daemon] mode: must be one of: enforce, advise (got \"Enforce\")" },
         { "daemon", "mode =", -EINVAL, "[daemon] mode: empty value (got \"\")" },
         { "daemon", "log_level = verbose", -EINVAL,
           "[daemon] log_level: must be one of: debug, info, notice, warning, err (got \"verbose\")" },
@@ -479,7 +479,7 @@ static void test_syntax_tolerance(void **state)
         "; full-line comment\n"                                /* 4 */
         "   # indented comment\n"                              /* 5 */
         "log_level:notice\n"                                   /* 6: inih's ':' */
-        "mode = observe\n"                                     /* 7: later wins */
+        "mode = observe\n"                                     /* 7: later wins; the old name of advise */
         "[control]   \n"                                       /* 8 */
         "socket = /run/a#b;c\n"                                /* 9: no blank before # */
         "[topology]\n"                                         /* 10 */
@@ -487,7 +487,7 @@ static void test_syntax_tolerance(void **state)
         "fast_tier_nodes = 0 - 1 , 4\n");                      /* 12 */
     struct nt_config c = load_ok(path, true, NULL);
     assert_true(c.cycle_interval_usec == 20000000);
-    assert_int_equal(c.mode, NT_MODE_OBSERVE);
+    assert_int_equal(c.mode, NT_MODE_ADVISE);
     assert_origin(&c, "daemon", "mode", path, 7);
     assert_int_equal(c.log_level, LOG_NOTICE);
     assert_string_equal(c.socket_path, "/run/a#b;c");
@@ -570,8 +570,8 @@ static void test_dump(void **state)
     assert_memory_equal(eol + 1 - strlen(origin), origin, strlen(origin));
     assert_true(asprintf(&want_slow, "# %s:4\n", path) > 0);
     assert_non_null(strstr(strstr(out, "slow_tier_nodes = 2-3,8 "), want_slow));
-    assert_non_null(strstr(out, "mode = observe "));
-    assert_non_null(strstr(strstr(out, "mode = observe "), "# default\n"));
+    assert_non_null(strstr(out, "mode = enforce "));
+    assert_non_null(strstr(strstr(out, "mode = enforce "), "# default\n"));
     assert_non_null(strstr(out, "fast_tier_nodes = "));
     /* sections in table order, each once */
     char *sd = strstr(out, "[daemon]\n"), *sc = strstr(out, "\n[control]\n"), *st = strstr(out, "\n[topology]\n");

@@ -48,7 +48,10 @@ TOPOLOGIES = {
     "hotplug": {"nodes": [("0", 512), ("1", 512), (None, 0)], "dist": TIERED_DIST},
 }
 SLOTS, MAXMEM = 4, "8G"
-BASE_APPEND = "console=ttyS0 quiet panic=-1 mitigations=off"
+# numa_balancing=disable: the kernel's own NUMA balancing would move pages
+# and tasks behind the daemon's back and make placement scenarios race it.
+# A scenario (or benchmark) that wants it sets /proc/sys/kernel/numa_balancing.
+BASE_APPEND = "console=ttyS0 quiet panic=-1 mitigations=off numa_balancing=disable"
 DEFAULT_TIMEOUT = 60
 
 # Console lines that fail a scenario even if it reported PASS.

@@ -80,7 +80,7 @@ state_get() { sed -n "s/^$2=//p" "$1"; }
 status_row() { numatierctl status | awk -v n="$1" 'NR > 2 && $1 == n'; }
 
 # start_daemon [INI LINES...]: extra lines are appended to the [daemon]
-# section, e.g. start_daemon "mode = observe".
+# section, e.g. start_daemon "mode = advise".
 start_daemon() {
     mkdir -p /tmp/numatierd.conf.d
     {

@@ -5,6 +5,15 @@
  * to the CPUs of one node, then keeps the first --hot-pct percent hot by
  * rewriting it in a loop while the rest stays cold.
  *
+ *   --touch-node N   first-touch the buffer while running on node N's CPUs
+ *                    (default policy: the pages land on N), then run where
+ *                    --cpu-node says
+ *   --free           after setup, allow every CPU again: threads with no
+ *                    explicit affinity, left where the setup put them
+ *   --alternate-sec S  the first half of the buffer is first-touched on node
+ *                    0's CPUs, the second half on node 1's; the hot region
+ *                    (--hot-pct of the whole) switches half every S seconds
+ *
  *   SIGUSR1  verify the pattern; print "CHECKSUM OK" or "CHECKSUM BAD ..."
  *   SIGUSR2  rewrite the state file (page placement as seen by move_pages)
  *   SIGTERM  exit 0
@@ -13,6 +22,7 @@
  * pid, mib, pages, bind, cpu_node, hot_pages, nodeN=<pages on node N>,
  * hot_nodeN=<hot pages on node N>, other=<pages not resident or in error>,
  * addr and hot_end=<the buffer's start and the end of its hot part, decimal>,
+ * cpu=<the CPU it last ran on>, switches=<hot-half switches so far>,
  * checksum=OK|BAD|unknown, ready=1.
  *
  * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
@@ -39,6 +49,9 @@ struct opts {
 	int bind;		/* -1: no policy */
 	int whole_process;	/* set_mempolicy instead of mbind */
 	int cpu_node;		/* -1: no pinning */
+	int touch_node;		/* -1: first-touch wherever it runs */
+	int free_cpus;		/* reset affinity to every CPU after setup */
+	long alternate_sec;	/* 0: the hot region stays put */
 	int hot_pct;
 	long pause_us;
 	long seconds;		/* 0: run until SIGTERM */
@@ -46,6 +59,8 @@ struct opts {
 };
 
 static volatile sig_atomic_t want_check, want_state, want_exit;
+static unsigned long switches;
+static size_t hot_off_pages;	/* where the hot region starts, in pages */
 static const char *checksum_state = "unknown";
 
 static void on_signal(int sig)
@@ -139,6 +154,25 @@ static void pin_to_node(int node)
 		die("sched_setaffinity");
 }
 
+static void allow_every_cpu(void)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		CPU_SET(c, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		die("sched_setaffinity (every CPU)");
+}
+
+/* Fill [from, to) words, first-touching them on node's CPUs when node >= 0. */
+static void fill(uint64_t *w, size_t from, size_t to, int node)
+{
+	pin_to_node(node);
+	for (size_t i = from; i < to; i++)
+		w[i] = pattern(i);
+}
+
 static int verify(const uint64_t *w, size_t nwords)
 {
 	for (size_t i = 0; i < nwords; i++)
@@ -169,7 +203,7 @@ static void write_state(const struct opts *o, char *buf, size_t pages, size_t ho
 	for (size_t i = 0; i < pages; i++) {
 		if (status[i] >= 0 && status[i] < MAX_NODES) {
 			count[status[i]]++;
-			if (i < hot_pages)
+			if (i >= hot_off_pages && i < hot_off_pages + hot_pages)
 				hot[status[i]]++;
 		} else {
 			other++;
@@ -188,8 +222,10 @@ static void write_state(const struct opts *o, char *buf, size_t pages, size_t ho
 	}
 	fprintf(f, "pid=%d\nmib=%zu\npages=%zu\nbind=%d\ncpu_node=%d\nhot_pages=%zu\n",
 		getpid(), o->mib, pages, o->bind, o->cpu_node, hot_pages);
-	fprintf(f, "addr=%lu\nhot_end=%lu\n", (unsigned long)buf,
-		(unsigned long)(buf + hot_pages * psz));
+	fprintf(f, "addr=%lu\nhot_start=%lu\nhot_end=%lu\n", (unsigned long)buf,
+		(unsigned long)(buf + hot_off_pages * psz),
+		(unsigned long)(buf + (hot_off_pages + hot_pages) * psz));
+	fprintf(f, "cpu=%d\nswitches=%lu\n", sched_getcpu(), switches);
 	for (int n = 0; n < MAX_NODES; n++)
 		if (count[n])
 			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);
@@ -206,6 +242,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: memhog [--mib N] [--bind NODE [--set-mempolicy]] [--cpu-node NODE]\n"
+		"              [--touch-node NODE] [--free] [--alternate-sec S]\n"
 		"              [--hot-pct P] [--pause-us US] [--seconds S] [--state FILE]\n");
 	exit(2);
 }
@@ -221,13 +258,16 @@ int main(int argc, char **argv)
 		{ "pause-us", required_argument, NULL, 'u' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, 'S' },
+		{ "touch-node", required_argument, NULL, 'T' },
+		{ "free", no_argument, NULL, 'F' },
+		{ "alternate-sec", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .mib = 64, .bind = -1, .cpu_node = -1, .hot_pct = 25,
-			  .pause_us = 1000 };
+	struct opts o = { .mib = 64, .bind = -1, .cpu_node = -1, .touch_node = -1,
+			  .hot_pct = 25, .pause_us = 1000 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	size_t psz = (size_t)sysconf(_SC_PAGESIZE), len, pages, hot_pages, hot_words;
-	struct timespec start, now;
+	struct timespec start, now, last_switch;
 	uint64_t *w;
 	int c;
 
@@ -241,10 +281,14 @@ int main(int argc, char **argv)
 		case 'u': o.pause_us = atol(optarg); break;
 		case 's': o.seconds = atol(optarg); break;
 		case 'S': o.state = optarg; break;
+		case 'T': o.touch_node = atoi(optarg); break;
+		case 'F': o.free_cpus = 1; break;
+		case 'A': o.alternate_sec = atol(optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || o.mib == 0 || o.hot_pct < 0 || o.hot_pct > 100)
+	if (optind != argc || o.mib == 0 || o.hot_pct < 0 || o.hot_pct > 100 ||
+	    o.alternate_sec < 0 || (o.alternate_sec && o.hot_pct > 50))
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -254,7 +298,6 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	pin_to_node(o.cpu_node);
 	len = o.mib << 20;
 	pages = len / psz;
 	hot_pages = pages * (size_t)o.hot_pct / 100;
@@ -265,13 +308,21 @@ int main(int argc, char **argv)
 	/* Small pages, so placement is counted per 4 KiB page everywhere. */
 	madvise(w, len, MADV_NOHUGEPAGE);
 	bind_policy(&o, w, len);
-	for (size_t i = 0; i < len / sizeof(*w); i++)
-		w[i] = pattern(i);
+	if (o.alternate_sec) {
+		fill(w, 0, len / sizeof(*w) / 2, 0);
+		fill(w, len / sizeof(*w) / 2, len / sizeof(*w), 1);
+	} else {
+		fill(w, 0, len / sizeof(*w), o.touch_node >= 0 ? o.touch_node : o.cpu_node);
+	}
+	pin_to_node(o.cpu_node);
+	if (o.free_cpus)
+		allow_every_cpu();
 
 	write_state(&o, (char *)w, pages, hot_pages);
 	printf("memhog pid=%d ready\n", getpid());
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	last_switch = start;
 	while (!want_exit) {
 		if (want_check) {
 			want_check = 0;
@@ -284,14 +335,18 @@ int main(int argc, char **argv)
 		}
 		/* Rewrite the hot part with its own contents: pages get touched
 		 * and dirtied, yet the checksum stays valid. */
+		size_t hot_off_words = hot_off_pages * psz / sizeof(*w);
 		for (size_t i = 0; i < hot_words; i += 8) {
-			volatile uint64_t *p = &w[i];
+			volatile uint64_t *p = &w[hot_off_words + i];
 			*p = *p;
 		}
-		if (o.seconds > 0) {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec - start.tv_sec >= o.seconds)
-				break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (o.seconds > 0 && now.tv_sec - start.tv_sec >= o.seconds)
+			break;
+		if (o.alternate_sec && now.tv_sec - last_switch.tv_sec >= o.alternate_sec) {
+			hot_off_pages = hot_off_pages ? 0 : pages / 2;
+			switches++;
+			last_switch = now;
 		}
 		if (o.pause_us > 0 || hot_words == 0)
 			usleep(o.pause_us > 0 ? (useconds_t)o.pause_us : 100000);
