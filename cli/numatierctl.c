@@ -27,6 +27,9 @@ static void usage(FILE *f)
             "  top [--once] [--interval SECS] [--sort KEY] [--limit N] [--pages N]\n"
             "                       live per-process view: remote/local accesses, hot pages\n"
             "                       per node, thread nodes; KEY: rma lma ratio pid comm rss cpu\n"
+            "  explain PID          the last placement decision about PID, with its numbers\n"
+            "  plan                 placement actions this cycle and those waiting\n"
+            "  restore PID          give PID back the CPU affinity numatierd changed (root only)\n"
             "  mode [enforce|advise] show the mode, or switch it until the next reload (root only)\n"
             "  config               the daemon's effective configuration\n"
             "  reload               re-read the configuration (root only)\n\n"
@@ -156,6 +159,36 @@ static void print_watch(struct json_object *st)
         printf("perf unavailable: %s\n", perf_why);
 }
 
+static double jnum(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    return o && json_object_object_get_ex(o, key, &v) && v ? json_object_get_double(v) : 0;
+}
+
+/* "Costs: C_mem 2.10 us/page (measured), C_thread 205 us (measured)" and
+ * "Moves: ..." lines. */
+static void print_placement(struct json_object *st)
+{
+    struct json_object *pl, *costs;
+    if (!json_object_object_get_ex(st, "placement", &pl) || !pl ||
+        !json_object_object_get_ex(pl, "costs", &costs))
+        return;
+    double c_mem = jnum(costs, "c_mem_usec");
+    struct json_object *pairs;
+    size_t np = json_object_object_get_ex(costs, "c_mem_pairs", &pairs) ? json_object_array_length(pairs) : 0;
+    if (np) {          /* one figure for the line: the mean over the measured pairs */
+        c_mem = 0;
+        for (size_t i = 0; i < np; i++)
+            c_mem += jnum(json_object_array_get_idx(pairs, i), "usec_per_page") / (double)np;
+    }
+    printf("Costs: C_mem %.2f us/page (%s%s), C_thread %.0f us (%s)\n", c_mem, jstr(costs, "c_mem_origin", "?"),
+           np ? ", mean of the node pairs" : "", jnum(costs, "c_thread_usec"), jstr(costs, "c_thread_origin", "?"));
+    printf("Moves: %" PRId64 " thread moves (%" PRId64 " threads), %" PRId64 " page moves (%" PRId64
+           " pages), %" PRId64 " advised, %" PRId64 " failed\n",
+           jint(pl, "thread_moves"), jint(pl, "threads_moved"), jint(pl, "page_moves"), jint(pl, "pages_moved"),
+           jint(pl, "advised"), jint(pl, "failed"));
+}
+
 static void print_status(struct json_object *st)
 {
     char up[32];
@@ -182,6 +215,7 @@ static void print_status(struct json_object *st)
     }
     putchar('\n');
     print_watch(st);
+    print_placement(st);
 
     struct json_object *rl;
     if (json_object_object_get_ex(st, "reloads", &rl) && jint(rl, "failed") > 0)
@@ -402,6 +436,12 @@ int main(int argc, char **argv)
         return cmd_stat(&o, argc, argv);
     if (strcmp(cmd, "top") == 0)
         return cmd_top(&o, argc, argv);
+    if (strcmp(cmd, "explain") == 0)
+        return cmd_explain(&o, argc, argv);
+    if (strcmp(cmd, "plan") == 0)
+        return cmd_plan(&o, argc, argv);
+    if (strcmp(cmd, "restore") == 0)
+        return cmd_restore(&o, argc, argv);
     if (strcmp(cmd, "mode") == 0 && argc <= 2)
         return cmd_mode(&o, argc, argv);
     if (strcmp(cmd, "config") == 0 && argc == 1)

@@ -32,3 +32,6 @@ const char *jstr(struct json_object *o, const char *key, const char *dflt);
 int64_t jint(struct json_object *o, const char *key);
 
 int cmd_top(const struct ctl_opts *o, int argc, char **argv);
+int cmd_explain(const struct ctl_opts *o, int argc, char **argv);
+int cmd_plan(const struct ctl_opts *o, int argc, char **argv);
+int cmd_restore(const struct ctl_opts *o, int argc, char **argv);

@@ -727,6 +727,7 @@ void nt_heat_snapshot_free(struct nt_heat_snapshot *s)
         return;
     for (size_t i = 0; i < s->nr_procs; i++) {
         free(s->procs[i].node_accesses);
+        free(s->procs[i].heat_on);
         free(s->procs[i].hot_pages);
         free(s->procs[i].pages);
     }
@@ -793,10 +794,11 @@ static int proc_totals(const struct nt_aggregate *a, const struct agg_proc *p, d
     unsigned nn = a->cfg.nr_nodes;
     out->proc_id = p->id;
     out->node_accesses = calloc(nn ? nn : 1, sizeof(double));
+    out->heat_on = calloc(nn ? nn : 1, sizeof(double));
     out->hot_pages = calloc(nn ? nn : 1, sizeof(unsigned));
     size_t cap = top_pages < p->nr_pages ? top_pages : p->nr_pages;
     out->pages = cap ? calloc(cap, sizeof(struct nt_hot_page)) : NULL;
-    if (!out->node_accesses || !out->hot_pages || (cap && !out->pages))
+    if (!out->node_accesses || !out->heat_on || !out->hot_pages || (cap && !out->pages))
         return -ENOMEM;
     out->lma = p->lma * inv;
     out->rma = p->rma * inv;
@@ -842,6 +844,8 @@ static void snapshot_pages(const struct nt_aggregate *a, struct nt_heat_snapshot
             .heat = e->heat * inv,
             .node = known_node(e->node, a->cfg.nr_nodes),
         };
+        if (pg.node >= 0)
+            ph->heat_on[pg.node] += pg.heat;
         if (pg.heat >= 1.0) {
             if (pg.node >= 0)
                 ph->hot_pages[pg.node]++;

@@ -14,6 +14,7 @@
 #include "numatier/topology.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
+#include "numatier/placer.h"
 #include "numatier/watch.h"
 
 struct nt_manager {
@@ -30,6 +31,7 @@ struct nt_manager {
     sd_event_source *cycle_timer;
     sd_event_source *sample_timer;
     struct nt_watch *watch;
+    struct nt_placer *placer;
 
     struct nt_topology *topology;
     int last_topology_error;
@@ -51,6 +53,12 @@ static int cmd_top(void *userdata, struct json_object *args, const struct ucred 
                    struct nt_ctl_reply *reply);
 static int cmd_mode(void *userdata, struct json_object *args, const struct ucred *peer,
                     struct nt_ctl_reply *reply);
+static int cmd_explain(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply);
+static int cmd_plan(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply);
+static int cmd_restore(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply);
 
 static const struct nt_ctl_command ctl_commands[] = {
     { "status", false, cmd_status },
@@ -59,6 +67,9 @@ static const struct nt_ctl_command ctl_commands[] = {
     { "top",    false, cmd_top },
     { "reload", true,  cmd_reload },
     { "mode",   true,  cmd_mode },
+    { "explain", false, cmd_explain },
+    { "plan",   false, cmd_plan },
+    { "restore", true, cmd_restore },
 };
 
 static struct nt_ctl_limits limits_from_config(const struct nt_config *c)
@@ -114,6 +125,9 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
         int r = nt_watch_cycle(m->watch, &m->config, m->topology, nt_now_usec());
         if (r < 0)
             log_warning("cycle: watching processes failed: %s", strerror(-r));
+        r = nt_placer_cycle(m->placer, m->watch, &m->config, m->topology, nt_now_usec());
+        if (r < 0)
+            log_warning("cycle: placement failed: %s", strerror(-r));
     }
     notify_status(m);
     sd_event_source_set_time_relative(s, m->config.cycle_interval_usec);
@@ -209,6 +223,7 @@ static int manager_reload(struct nt_manager *m, char **error_out)
         nt_config_done(&m->config);
         m->config = next;
         nt_log_set_max_level(m->config.log_level);
+        nt_placer_reconfigure(m->placer, &m->config);
         m->reloads_ok++;
         free(m->last_reload_error);
         m->last_reload_error = NULL;
@@ -269,6 +284,7 @@ static int cmd_status(void *userdata, struct json_object *args, const struct ucr
     json_object_object_add(o, "reloads", reload_stats_json(m));
     json_object_object_add(o, "topology", m->topology ? nt_topology_to_json(m->topology) : NULL);
     json_object_object_add(o, "watch", nt_watch_status_json(m->watch));
+    json_object_object_add(o, "placement", nt_placer_status_json(m->placer));
     reply->result = o;
     return 0;
 }
@@ -334,6 +350,64 @@ static int cmd_mode(void *userdata, struct json_object *args, const struct ucred
     notify_status(m);
     reply->result = json_object_new_object();
     json_object_object_add(reply->result, "mode", json_object_new_string(nt_mode_to_string(mode)));
+    return 0;
+}
+
+/* {"pid": N}, a positive integer, from args. */
+static int pid_arg(struct json_object *args, pid_t *pid, struct nt_ctl_reply *reply)
+{
+    struct json_object *v;
+    int64_t n;
+    if (!args || !json_object_object_get_ex(args, "pid", &v) || !json_object_is_type(v, json_type_int) ||
+        (n = json_object_get_int64(v)) <= 0 || n > INT32_MAX)
+        return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"pid\" must be a positive integer");
+    *pid = (pid_t)n;
+    return 0;
+}
+
+static int cmd_explain(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply)
+{
+    (void)peer;
+    struct nt_manager *m = userdata;
+    pid_t pid;
+    int r = pid_arg(args, &pid, reply);
+    if (r < 0)
+        return r;
+    int err = 0;
+    reply->result = nt_placer_explain_json(m->placer, m->watch, &m->config, pid, &err);
+    return reply->result ? 0 : nt_ctl_reply_error(reply, -ENOMEM, "internal", "cannot build the answer");
+}
+
+static int cmd_plan(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply)
+{
+    (void)args;
+    (void)peer;
+    struct nt_manager *m = userdata;
+    reply->result = nt_placer_plan_json(m->placer);
+    json_object_object_add(reply->result, "mode", json_object_new_string(nt_mode_to_string(m->config.mode)));
+    return 0;
+}
+
+static int cmd_restore(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply)
+{
+    struct nt_manager *m = userdata;
+    pid_t pid;
+    int r = pid_arg(args, &pid, reply);
+    if (r < 0)
+        return r;
+    r = nt_placer_restore(m->placer, pid);
+    if (r == -ENOENT)
+        return nt_ctl_reply_error(reply, r, "not-found", "numatierd did not change the affinity of pid %d", (int)pid);
+    if (r == -ESRCH)
+        return nt_ctl_reply_error(reply, r, "no-such-process", "pid %d is gone or now another process", (int)pid);
+    if (r < 0)
+        return nt_ctl_reply_error(reply, r, "failed", "restoring pid %d: %s", (int)pid, strerror(-r));
+    log_info("restored the affinity of %d thread(s) of pid %d, asked by pid %d", r, (int)pid, (int)peer->pid);
+    reply->result = json_object_new_object();
+    json_object_object_add(reply->result, "threads_restored", json_object_new_int(r));
     return 0;
 }
 
@@ -429,6 +503,11 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
         log_error("sampler: %s", why);
         goto fail;
     }
+    r = nt_placer_new(m->root, &m->config, m->topology, &m->placer);
+    if (r < 0) {
+        log_error("placement: %s", strerror(-r));
+        goto fail;
+    }
     *out = m;
     return 0;
 fail:
@@ -454,6 +533,7 @@ void nt_manager_free(struct nt_manager *m)
     nt_ctl_server_free(m->retired_ctl);
     sd_event_source_disable_unref(m->cycle_timer);
     sd_event_source_disable_unref(m->sample_timer);
+    nt_placer_free(m->placer);
     nt_watch_free(m->watch);
     sd_event_source_disable_unref(m->retire_defer);
     sd_event_unref(m->event);

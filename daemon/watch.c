@@ -300,6 +300,17 @@ static const struct nt_proc_heat *heat_for(const struct nt_heat_snapshot *s, uin
     return NULL;
 }
 
+const struct nt_procs *nt_watch_procs(const struct nt_watch *w)
+{
+    return w->procs;
+}
+
+int nt_watch_snapshot(struct nt_watch *w, uint64_t now_usec, size_t top_pages,
+                      struct nt_heat_snapshot **out)
+{
+    return nt_aggregate_snapshot(w->agg, now_usec, top_pages, thread_nodes, w, out);
+}
+
 struct json_object *nt_watch_top_json(struct nt_watch *w, uint64_t now_usec, size_t top_pages)
 {
     struct nt_heat_snapshot *snap = NULL;

@@ -100,7 +100,10 @@ struct nt_proc_heat {
      * the accessing CPU's node; for observations without a CPU (DAMON) the
      * process's thread nodes stand in (see nt_aggregate_snapshot). */
     double lma, rma;
-    double *node_accesses;        /* [nr_nodes]: by the node the memory is on */
+    double *node_accesses;        /* [nr_nodes]: by the node the memory was on when accessed */
+    /* [nr_nodes]: heat of its pages by the node each is on now, as far as
+     * known: where its hot memory is (pages that moved count where they are). */
+    double *heat_on;
     unsigned *hot_pages;          /* [nr_nodes]: pages with heat >= 1 on each node */
     unsigned unknown_node_pages;  /* hot pages whose node is not known yet */
     struct nt_hot_page *pages;    /* hottest first, at most top_pages of them */

@@ -24,7 +24,7 @@ const char *nt_mode_to_string(enum nt_mode m);   /* "enforce" / "advise" */
 #define NT_DEFAULT_SOCKET     "/run/numatier/numatierd.sock"
 
 /* Room for the table to grow; config.c asserts the table fits. */
-#define NT_CONFIG_MAX_KEYS    64
+#define NT_CONFIG_MAX_KEYS    96
 
 struct nt_config {
     /* [daemon] */
@@ -59,6 +59,20 @@ struct nt_config {
     /* [aggregate] */
     uint64_t heat_half_life_usec;   /* heat_half_life */
     unsigned max_pages;             /* max_pages: hot-page table entries */
+    /* [placement] */
+    uint64_t horizon_usec;          /* horizon: gain is counted over this long */
+    unsigned remote_penalty_ns;     /* remote_penalty: extra ns per remote access per 10 distance units */
+    double min_remote_pct;          /* min_remote: below this remote share, nothing to do */
+    unsigned hysteresis_cycles;     /* hysteresis */
+    uint64_t cooldown_usec;         /* cooldown */
+    uint64_t settle_usec;           /* settle */
+    double damping_pct;             /* damping, <= 50% */
+    uint64_t migration_budget;      /* migration_budget: bytes per second, 0 = unlimited */
+    double free_watermark_pct;      /* free_watermark: never fill a node below this free share */
+    unsigned c_mem_ns;              /* c_mem: ns per 4 KiB page; 0 = measure */
+    unsigned c_thread_us;           /* c_thread: us per thread moved; 0 = measure */
+    bool move_bound_pages;          /* move_bound_pages */
+    bool restore_on_exit;           /* restore_on_exit */
     /* private: origins[i] is where nt_config_keys[i] was last set, as a
      * malloc'd "path:line"; NULL means "default". */
     char *origins[NT_CONFIG_MAX_KEYS];

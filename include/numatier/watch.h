@@ -29,6 +29,14 @@ int nt_watch_drain(struct nt_watch *w, const struct nt_topology *topo, uint64_t 
 /* New config or topology: half-life, table cap, node count. */
 int nt_watch_reconfigure(struct nt_watch *w, const struct nt_config *cfg, const struct nt_topology *topo);
 
+/* For placement: the watched processes, and the heat per process now (with
+ * each process's top_pages hottest pages); free with nt_heat_snapshot_free. */
+struct nt_procs;
+struct nt_heat_snapshot;
+const struct nt_procs *nt_watch_procs(const struct nt_watch *w);
+int nt_watch_snapshot(struct nt_watch *w, uint64_t now_usec, size_t top_pages,
+                      struct nt_heat_snapshot **out);
+
 /* {"sampler":{...},"procs":{...},"aggregate":{...}} for status. */
 struct json_object *nt_watch_status_json(struct nt_watch *w);
 /* The `top` view: one entry per watched process, plus its top_pages

@@ -151,6 +151,29 @@ check "top-json" sh -c "'$CTL' --socket '$SOCK' top --once --json | python3 -c '
 rc=$?
 [ $rc -eq 2 ] && pass "top-bad-sort-usage" || fail "top-bad-sort-usage" "exit $rc"
 
+# ---- placement views on a host where nothing is watched ---------------------
+check "status-costs-line" sh -c "'$CTL' --socket '$SOCK' status | grep -Eq '^Costs: C_mem [0-9.]+ us/page \\((default|measured|config)'"
+check "status-moves-line" sh -c "'$CTL' --socket '$SOCK' status | grep -q '^Moves: 0 thread moves'"
+check "plan-empty" sh -c "'$CTL' --socket '$SOCK' plan | grep -q 'nothing to do'"
+check "explain-unwatched" sh -c "'$CTL' --socket '$SOCK' explain $$ | grep -q 'not watched'"
+"$CTL" --socket "$SOCK" explain notapid >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] && pass "explain-bad-pid-usage" || fail "explain-bad-pid-usage" "exit $rc"
+"$CTL" --socket "$SOCK" restore $$ 2> "$TMP/restore.txt"
+rc=$?
+[ $rc -eq 1 ] && pass "restore-untouched-refused" || fail "restore-untouched-refused" "exit $rc"
+check "restore-untouched-message" grep -q "did not change the affinity" "$TMP/restore.txt"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$CTL" --socket "$SOCK" restore $$ 2>/dev/null
+rc=$?
+[ $rc -eq 4 ] && pass "nonroot-restore-refused" || fail "nonroot-restore-refused" "exit $rc"
+check "calibration-in-status" python3 -c '
+import json,subprocess,sys
+s = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "status"]))
+cal = s["placement"]["calibration"]
+assert cal["c_mem"]["origin"] in ("measured", "default") and cal["c_mem"]["reason"], cal
+assert cal["c_thread"]["reason"], cal
+' "$CTL" "$SOCK"
+
 # ---- numastat parity -------------------------------------------------------
 "$CTL" stat > "$TMP/stat.txt"; numastat -m > "$TMP/numastat-m.txt"
 check "stat-m-parity" python3 "$HERE/compare_numastat.py" m "$TMP/stat.txt" "$TMP/numastat-m.txt"

@@ -9,6 +9,7 @@
 # Workload: start_memhog ARGS...  start memhog, wait for its state; sets
 #                                MEMHOG_PID and MEMHOG_STATE
 # Misc:     wait_for SECONDS CMD...  retry CMD every 0.2 s until it succeeds
+#           wait_until SECONDS CMD... the same, by the clock (slow CMDs)
 #           state_get FILE KEY       value of KEY in a key=value file
 #           status_row NODE          the `numatierctl status` row of NODE
 # Workload output goes to MEMHOG_OUT (e.g. CHECKSUM OK after kill -USR1).
@@ -73,6 +74,17 @@ wait_for() {
         sleep 0.2
     done
     return 1
+}
+
+# wait_until SECONDS CMD...: like wait_for, but by the clock, for commands
+# that take time themselves.
+wait_until() {
+    _nt_end=$(( $(date +%s) + $1 )); shift
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        [ "$(date +%s)" -ge "$_nt_end" ] && return 1
+        sleep 0.2
+    done
 }
 
 state_get() { sed -n "s/^$2=//p" "$1"; }

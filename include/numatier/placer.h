@@ -1,0 +1,36 @@
+/* The placer: each cycle, turns the watch pipeline's per-process heat into
+ * placement decisions (policy/placement.c) and, in enforce mode, into moves
+ * (daemon/mover.c). It keeps the last decision per process for `explain`,
+ * the cycle's actions for `plan`, and the costs it decided with. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct json_object;
+struct nt_config;
+struct nt_topology;
+struct nt_watch;
+struct nt_placer;
+
+int  nt_placer_new(const char *root, const struct nt_config *cfg, const struct nt_topology *topo,
+                   struct nt_placer **out);
+/* Puts back the affinities it changed when [placement] restore_on_exit. */
+void nt_placer_free(struct nt_placer *p);
+static inline void nt_placer_freep(struct nt_placer **p) { nt_placer_free(*p); }
+void nt_placer_reconfigure(struct nt_placer *p, const struct nt_config *cfg);
+
+/* Decide for every watched process; act unless cfg->mode is advise. */
+int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_config *cfg,
+                    const struct nt_topology *topo, uint64_t now_usec);
+
+/* {"costs":{...},"counters":{...},"mover":{...}} for status. */
+struct json_object *nt_placer_status_json(const struct nt_placer *p);
+/* The last decision about pid with every number behind it; NULL with
+ * *err set (-ESRCH: not watched) when there is none. */
+struct json_object *nt_placer_explain_json(const struct nt_placer *p, const struct nt_watch *w,
+                                           const struct nt_config *cfg, pid_t pid, int *err);
+/* The actions of the last cycle and those waiting on hysteresis. */
+struct json_object *nt_placer_plan_json(const struct nt_placer *p);
+/* Put pid's original affinity back; returns threads restored or -errno. */
+int nt_placer_restore(struct nt_placer *p, pid_t pid);
