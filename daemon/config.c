@@ -174,6 +174,25 @@ const struct nt_config_key nt_config_keys[] = {
          "Move the pages of processes with an explicit memory binding (mbind, numactl) too."),
     BOOL("placement", "restore_on_exit", restore_on_exit, "yes",
          "At exit, give the processes whose threads numatierd pinned their own affinity back."),
+
+    BOOL("tiering", "enabled", tiering, "yes",
+         "Promote hot pages from slow tiers and demote cold pages from fast nodes under pressure."),
+    UINT("tiering", "hot_heat", hot_heat, "1", "1000000000", "64",
+         "A page with at least this heat (decayed accesses) is hot."),
+    UINT("tiering", "cold_heat", cold_heat, "0", "1000000000", "1",
+         "A page with at most this heat is cold; must be below hot_heat."),
+    UINT("tiering", "cycles", tier_cycles, "1", "1000", "3",
+         "Cycles in a row a page must stay hot (or cold) before it moves."),
+    DURATION("tiering", "cooldown", tier_cooldown_usec, "0s", "1d", "2min",
+             "A page moved up or down stays put this long."),
+    UINT("tiering", "max_promote", max_promote, "0", "1048576", "4096",
+         "Most pages promoted per cycle."),
+    UINT("tiering", "max_demote", max_demote, "0", "1048576", "4096",
+         "Most pages demoted per cycle."),
+    PERCENT("tiering", "low_watermark", low_watermark_pct, "0%", "90%", "10%",
+            "A fast node with less free memory than this share is under pressure; promotion never takes it below."),
+    PERCENT("tiering", "high_watermark", high_watermark_pct, "0%", "95%", "20%",
+            "Demotion frees a node under pressure up to this share of free memory."),
 };
 const size_t nt_config_nr_keys = NT_ARRAY_SIZE(nt_config_keys);
 _Static_assert(NT_ARRAY_SIZE(nt_config_keys) <= NT_CONFIG_MAX_KEYS, "raise NT_CONFIG_MAX_KEYS");
@@ -700,10 +719,25 @@ static int check_tiers(struct load_ctx *ctx)
     return 0;
 }
 
+static int check_tiering(struct load_ctx *ctx)
+{
+    const struct nt_config *c = ctx->cfg;
+    if (c->cold_heat >= c->hot_heat)
+        return ctx_fail(ctx, -EINVAL, "%s: [tiering] cold_heat: %u is not below hot_heat %u (set at %s)",
+                        origin_of(c, "tiering", "cold_heat"), c->cold_heat, c->hot_heat,
+                        origin_of(c, "tiering", "hot_heat"));
+    if (c->low_watermark_pct > c->high_watermark_pct)
+        return ctx_fail(ctx, -EINVAL, "%s: [tiering] low_watermark: %g%% is above high_watermark %g%% (set at %s)",
+                        origin_of(c, "tiering", "low_watermark"), c->low_watermark_pct, c->high_watermark_pct,
+                        origin_of(c, "tiering", "high_watermark"));
+    return 0;
+}
+
 /* Rules that involve more than one key, run once every file is read so
  * that a later drop-in can still fix an earlier file. */
 static int (*const cross_checks[])(struct load_ctx *ctx) = {
     check_tiers,
+    check_tiering,
 };
 
 static int run_cross_checks(struct load_ctx *ctx)

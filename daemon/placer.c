@@ -17,6 +17,7 @@
 #include "numatier/placement.h"
 #include "numatier/placer.h"
 #include "numatier/procs.h"
+#include "numatier/tierer.h"
 #include "numatier/topology.h"
 #include "numatier/util.h"
 #include "numatier/watch.h"
@@ -54,6 +55,7 @@ struct placed {
 struct nt_placer {
     char *root;
     struct nt_mover *mover;
+    struct nt_tierer *tierer;
     struct nt_cost_model cost;
     struct nt_calibration cal;        /* what startup measured */
     bool calibrated;
@@ -162,6 +164,9 @@ int nt_placer_new(const char *root, const struct nt_config *cfg, const struct nt
     int r = nt_mover_new(&mp, &p->mover);
     if (r < 0)
         return r;
+    r = nt_tierer_new(root, &p->tierer);
+    if (r < 0)
+        return r;
     r = init_costs(p, topo);
     if (r < 0)
         return r;
@@ -178,6 +183,7 @@ void nt_placer_free(struct nt_placer *p)
         return;
     if (p->restore_on_exit && p->mover)
         nt_mover_restore_all(p->mover);
+    nt_tierer_free(p->tierer);
     nt_mover_free(p->mover);
     nt_calibration_done(&p->cal);
     free(p->procs);
@@ -513,6 +519,13 @@ static void decide_one(struct nt_placer *p, const struct nt_place_system *sys, c
         act(p, procs, proc, x, topo, cfg->mode == NT_MODE_ADVISE, sys->now_usec);
 }
 
+/* For tiering: may this process's pages move? */
+static bool pages_pinned(uint32_t proc_id, void *ud)
+{
+    struct placed *x = placed_find(ud, proc_id);
+    return !x || x->cons.pages_pinned;
+}
+
 int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_config *cfg,
                     const struct nt_topology *topo, uint64_t now_usec)
 {
@@ -552,6 +565,9 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
         for (size_t i = 0; i < np; i++)
             decide_one(p, &sys, procs, &list[i], snap, cfg, topo, &in);
         placed_sweep(p);
+        int tr = nt_tierer_cycle(p->tierer, p->mover, w, cfg, topo, now_usec, pages_pinned, p);
+        if (tr < 0)
+            log_warning("tiering: %s", strerror(-tr));
         nt_mover_retry(p->mover, procs, now_usec, NULL);
         p->cycles++;
     }
@@ -603,6 +619,7 @@ struct json_object *nt_placer_status_json(const struct nt_placer *p)
     json_object_object_add(o, "pages_moved", json_object_new_uint64(p->pages_moved));
     json_object_object_add(o, "advised", json_object_new_uint64(p->advised));
     json_object_object_add(o, "failed", json_object_new_uint64(p->failed));
+    json_object_object_add(o, "tiering", nt_tierer_status_json(p->tierer));
     json_object_object_add(o, "mover", nt_mover_stats_json(p->mover));
     return o;
 }

@@ -73,6 +73,16 @@ struct nt_config {
     unsigned c_thread_us;           /* c_thread: us per thread moved; 0 = measure */
     bool move_bound_pages;          /* move_bound_pages */
     bool restore_on_exit;           /* restore_on_exit */
+    /* [tiering] */
+    bool tiering;                   /* enabled */
+    unsigned hot_heat;              /* hot_heat: heat at or above which a page is hot */
+    unsigned cold_heat;             /* cold_heat: heat at or below which a page is cold */
+    unsigned tier_cycles;           /* cycles: hot (cold) this many cycles in a row before a move */
+    uint64_t tier_cooldown_usec;    /* cooldown: a moved page stays put this long */
+    unsigned max_promote;           /* max_promote: pages per cycle */
+    unsigned max_demote;            /* max_demote: pages per cycle */
+    double low_watermark_pct;       /* low_watermark: fast node under pressure below this free share */
+    double high_watermark_pct;      /* high_watermark: demote until free reaches this share */
     /* private: origins[i] is where nt_config_keys[i] was last set, as a
      * malloc'd "path:line"; NULL means "default". */
     char *origins[NT_CONFIG_MAX_KEYS];

@@ -22,6 +22,12 @@ static inline void nt_nodeset_set(struct nt_nodeset *s, int node)
         s->bits[node / 64] |= UINT64_C(1) << (node % 64);
 }
 
+static inline void nt_nodeset_clear(struct nt_nodeset *s, int node)
+{
+    if (node >= 0 && node < NT_MAX_NODES)
+        s->bits[node / 64] &= ~(UINT64_C(1) << (node % 64));
+}
+
 static inline bool nt_nodeset_empty(const struct nt_nodeset *s)
 {
     for (unsigned i = 0; i < NT_MAX_NODES / 64; i++)

@@ -516,6 +516,21 @@ static void test_tier_overlap(void **state)
     nt_config_done(&c);
 }
 
+static void test_tiering_thresholds(void **state)
+{
+    struct dir *d = *state;
+    _cleanup_free_ char *p = put(d, "main.conf", "[tiering]\nhot_heat = 10\ncold_heat = 10\n");
+    _cleanup_free_ char *want = NULL;
+    assert_true(asprintf(&want, "%s:3: [tiering] cold_heat: 10 is not below hot_heat 10 (set at %s:2)", p, p) > 0);
+    expect_error(p, NULL, -EINVAL, want);
+
+    _cleanup_free_ char *q = put(d, "wm.conf", "[tiering]\nlow_watermark = 30%\n");
+    _cleanup_free_ char *want2 = NULL;
+    assert_true(asprintf(&want2, "%s:2: [tiering] low_watermark: 30%% is above high_watermark 20%% (set at default)",
+                         q) > 0);
+    expect_error(q, NULL, -EINVAL, want2);
+}
+
 /* A failing load after allocations (socket path, origins) frees them; a
  * later load into the same variable works. ASan checks the leak part. */
 static void test_failure_frees_everything(void **state)
@@ -771,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_boundaries_accepted, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_syntax_tolerance, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_tier_overlap, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_tiering_thresholds, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_failure_frees_everything, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_dump, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_to_json, setup_dir, teardown_dir),

@@ -10,6 +10,8 @@
  *                    --cpu-node says
  *   --free           after setup, allow every CPU again: threads with no
  *                    explicit affinity, left where the setup put them
+ *   --unbind         after filling, drop the --bind policy again (the pages
+ *                    stay where they are, with no explicit binding left)
  *   --alternate-sec S  the first half of the buffer is first-touched on node
  *                    0's CPUs, the second half on node 1's; the hot region
  *                    (--hot-pct of the whole) switches half every S seconds
@@ -51,6 +53,7 @@ struct opts {
 	int cpu_node;		/* -1: no pinning */
 	int touch_node;		/* -1: first-touch wherever it runs */
 	int free_cpus;		/* reset affinity to every CPU after setup */
+	int unbind;		/* MPOL_DEFAULT on the buffer after filling */
 	long alternate_sec;	/* 0: the hot region stays put */
 	int hot_pct;
 	long pause_us;
@@ -242,7 +245,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: memhog [--mib N] [--bind NODE [--set-mempolicy]] [--cpu-node NODE]\n"
-		"              [--touch-node NODE] [--free] [--alternate-sec S]\n"
+		"              [--touch-node NODE] [--free] [--unbind] [--alternate-sec S]\n"
 		"              [--hot-pct P] [--pause-us US] [--seconds S] [--state FILE]\n");
 	exit(2);
 }
@@ -260,6 +263,7 @@ int main(int argc, char **argv)
 		{ "state", required_argument, NULL, 'S' },
 		{ "touch-node", required_argument, NULL, 'T' },
 		{ "free", no_argument, NULL, 'F' },
+		{ "unbind", no_argument, NULL, 'U' },
 		{ "alternate-sec", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -283,6 +287,7 @@ int main(int argc, char **argv)
 		case 'S': o.state = optarg; break;
 		case 'T': o.touch_node = atoi(optarg); break;
 		case 'F': o.free_cpus = 1; break;
+		case 'U': o.unbind = 1; break;
 		case 'A': o.alternate_sec = atol(optarg); break;
 		default: usage();
 		}
@@ -314,6 +319,9 @@ int main(int argc, char **argv)
 	} else {
 		fill(w, 0, len / sizeof(*w), o.touch_node >= 0 ? o.touch_node : o.cpu_node);
 	}
+	/* Without MPOL_MF_MOVE the pages stay put: only the policy goes. */
+	if (o.unbind && syscall(SYS_mbind, w, len, 0 /* MPOL_DEFAULT */, NULL, 0, 0) != 0)
+		die("mbind(MPOL_DEFAULT)");
 	pin_to_node(o.cpu_node);
 	if (o.free_cpus)
 		allow_every_cpu();
