@@ -537,6 +537,9 @@ static void test_refresh_nodes(void **state)
     assert_int_equal(p1->hot_pages[0], 5);                /* 0 2 4 6 8 */
     assert_int_equal(p1->hot_pages[1], 4);                /* 1 5 7 9 */
     assert_int_equal(p1->unknown_node_pages, 1);          /* 3 */
+    /* heat by the node each page is on now; page 3's node is unknown */
+    assert_true(fabs(p1->heat_on[0] - (100 + 102 + 104 + 106 + 108)) < 1e-6);
+    assert_true(fabs(p1->heat_on[1] - (101 + 105 + 107 + 109)) < 1e-6);
     struct nt_aggregate_stats st;
     nt_aggregate_get_stats(a, &st);
     assert_int_equal(st.node_lookups, 20);
