@@ -553,6 +553,18 @@ void nt_aggregate_add_batch(struct nt_aggregate *a, const struct nt_aggregate_ob
 
 /* ---- forgetting and node updates --------------------------------------------- */
 
+void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id)
+{
+    if (!a || proc_id == 0)
+        return;
+    struct page_table *t = &a->pages;
+    for (size_t j = 0; j <= t->mask; j++)
+        if (t->slots[j].proc_id == proc_id) {
+            t->slots[j].node = -1;
+            t->slots[j].node_stamp = 0;
+        }
+}
+
 void nt_aggregate_forget(struct nt_aggregate *a, uint32_t proc_id)
 {
     if (!a || proc_id == 0)

@@ -393,7 +393,9 @@ static void fill_proc(const struct nt_topology *topo, const struct nt_proc *proc
         in->threads_on[i] = 0;
         for (unsigned t = 0; t < proc->nr_threads; t++)
             in->threads_on[i] += proc->threads[t].node == id;
-        bool known = h && id >= 0 && (unsigned)id < heat_nodes;
+        /* Memory on a slow tier is tiering's to move (promotion), not
+         * placement's: placement weighs fast nodes only. */
+        bool known = h && id >= 0 && (unsigned)id < heat_nodes && topo->nodes[i].tier != NT_TIER_SLOW;
         in->rate[i] = known ? h->heat_on[id] * to_rate : 0;
         in->hot[i] = known ? h->hot_pages[id] : 0;
     }
@@ -430,8 +432,9 @@ static void move_threads(struct nt_placer *p, const struct nt_procs *procs, cons
 
 /* Pages of the process on every other fast node go to dest, cold ones too:
  * the threads stay, so all of it is remote. Slow tiers are tiering's. */
-static void move_pages(struct nt_placer *p, const struct nt_procs *procs, const struct nt_proc *proc,
-                       struct placed *x, const struct nt_topology *topo, int dest, uint64_t now)
+static void move_pages(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs,
+                       const struct nt_proc *proc, struct placed *x, const struct nt_topology *topo, int dest,
+                       uint64_t now)
 {
     struct nt_nodeset from = { 0 };
     for (unsigned i = 0; i < topo->nr_nodes; i++)
@@ -450,6 +453,7 @@ static void move_pages(struct nt_placer *p, const struct nt_procs *procs, const 
                  res.deferred);
     } else {
         nt_place_record_move(&x->mem, NT_PLACE_MOVE_PAGES, now);
+        nt_watch_pages_moved(w, proc->id);
         p->page_moves++;
         p->pages_moved += res.moved;
         snprintf(x->last_result, sizeof(x->last_result), "moved %" PRIu64 " pages to node %d", res.moved, dest);
@@ -458,8 +462,8 @@ static void move_pages(struct nt_placer *p, const struct nt_procs *procs, const 
     }
 }
 
-static void act(struct nt_placer *p, const struct nt_procs *procs, const struct nt_proc *proc, struct placed *x,
-                const struct nt_topology *topo, bool advise, uint64_t now)
+static void act(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs, const struct nt_proc *proc,
+                struct placed *x, const struct nt_topology *topo, bool advise, uint64_t now)
 {
     const struct nt_place_decision *d = &x->last;
     bool same_as_before = x->last_action == d->action && x->last_action_node == d->dest_node;
@@ -482,7 +486,7 @@ static void act(struct nt_placer *p, const struct nt_procs *procs, const struct 
     if (d->action == NT_PLACE_MOVE_THREADS)
         move_threads(p, procs, proc, x, topo, d->dest_node, now);
     else
-        move_pages(p, procs, proc, x, topo, d->dest_node, now);
+        move_pages(p, w, procs, proc, x, topo, d->dest_node, now);
 }
 
 static const struct nt_proc_heat *heat_of(const struct nt_heat_snapshot *s, uint32_t id)
@@ -493,7 +497,8 @@ static const struct nt_proc_heat *heat_of(const struct nt_heat_snapshot *s, uint
     return NULL;
 }
 
-static void decide_one(struct nt_placer *p, const struct nt_place_system *sys, const struct nt_procs *procs,
+static void decide_one(struct nt_placer *p, struct nt_watch *w, const struct nt_place_system *sys,
+                       const struct nt_procs *procs,
                        const struct nt_proc *proc, const struct nt_heat_snapshot *snap,
                        const struct nt_config *cfg, const struct nt_topology *topo, struct cycle_input *in)
 {
@@ -516,7 +521,7 @@ static void decide_one(struct nt_placer *p, const struct nt_place_system *sys, c
     x->decided = true;
     p->decisions++;
     if (x->last.action != NT_PLACE_NONE)
-        act(p, procs, proc, x, topo, cfg->mode == NT_MODE_ADVISE, sys->now_usec);
+        act(p, w, procs, proc, x, topo, cfg->mode == NT_MODE_ADVISE, sys->now_usec);
 }
 
 /* For tiering: may this process's pages move? */
@@ -563,7 +568,7 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
         size_t np;
         const struct nt_proc *list = nt_procs_list(procs, &np);
         for (size_t i = 0; i < np; i++)
-            decide_one(p, &sys, procs, &list[i], snap, cfg, topo, &in);
+            decide_one(p, w, &sys, procs, &list[i], snap, cfg, topo, &in);
         placed_sweep(p);
         int tr = nt_tierer_cycle(p->tierer, p->mover, w, cfg, topo, now_usec, pages_pinned, p);
         if (tr < 0)

@@ -324,8 +324,8 @@ static int by_proc_then_target(const void *a, const void *b)
     return (x->to > y->to) - (x->to < y->to);
 }
 
-static void move_group(struct nt_tierer *t, struct nt_mover *mover, const struct nt_procs *procs,
-                       const struct nt_tier_move *m, size_t n, uint64_t now)
+static void move_group(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch *w,
+                       const struct nt_procs *procs, const struct nt_tier_move *m, size_t n, uint64_t now)
 {
     const struct nt_proc *proc = nt_procs_find_id(procs, m[0].proc_id);
     if (!proc)
@@ -343,6 +343,8 @@ static void move_group(struct nt_tierer *t, struct nt_mover *mover, const struct
                     proc->comm, n, m[0].to, strerror(-r));
         return;
     }
+    if (res.moved)
+        nt_watch_pages_moved(w, proc->id);
     if (m[0].kind == NT_TIER_PROMOTE)
         t->promoted += res.moved;
     else
@@ -352,8 +354,8 @@ static void move_group(struct nt_tierer *t, struct nt_mover *mover, const struct
              nt_tier_move_kind_to_string(m[0].kind), res.moved, n, m[0].to);
 }
 
-static void carry_out(struct nt_tierer *t, struct nt_mover *mover, const struct nt_procs *procs,
-                      struct nt_tier_move *moves, size_t n, uint64_t now)
+static void carry_out(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch *w,
+                      const struct nt_procs *procs, struct nt_tier_move *moves, size_t n, uint64_t now)
 {
     qsort(moves, n, sizeof(*moves), by_proc_then_target);
     for (size_t i = 0; i < n;) {
@@ -361,7 +363,7 @@ static void carry_out(struct nt_tierer *t, struct nt_mover *mover, const struct 
         while (j < n && moves[j].proc_id == moves[i].proc_id && moves[j].to == moves[i].to &&
                moves[j].kind == moves[i].kind)
             j++;
-        move_group(t, mover, procs, &moves[i], j - i, now);
+        move_group(t, mover, w, procs, &moves[i], j - i, now);
         i = j;
     }
 }
@@ -379,7 +381,8 @@ static struct nt_tier_params params_from(const struct nt_config *cfg)
     };
 }
 
-static int plan_and_move(struct nt_tierer *t, struct nt_mover *mover, const struct nt_procs *procs,
+static int plan_and_move(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch *w,
+                         const struct nt_procs *procs,
                          const struct nt_config *cfg, const struct nt_topology *topo, const struct nt_tier_node *nodes,
                          struct page_list *l, uint64_t now)
 {
@@ -392,7 +395,7 @@ static int plan_and_move(struct nt_tierer *t, struct nt_mover *mover, const stru
     if (n < 0)
         return n;
     if (n > 0 && cfg->mode == NT_MODE_ENFORCE)
-        carry_out(t, mover, procs, moves, (size_t)n, now);
+        carry_out(t, mover, w, procs, moves, (size_t)n, now);
     return 0;
 }
 
@@ -426,7 +429,7 @@ int nt_tierer_cycle(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch
     if (r >= 0)
         r = attach_states(t, &l, 0, now_usec);       /* the table may have grown: all pointers anew */
     if (r >= 0)
-        r = plan_and_move(t, mover, procs, cfg, topo, nodes, &l, now_usec);
+        r = plan_and_move(t, mover, w, procs, cfg, topo, nodes, &l, now_usec);
     if (r >= 0)
         t->cycles++;
     free(l.v);

@@ -311,6 +311,11 @@ int nt_watch_snapshot(struct nt_watch *w, uint64_t now_usec, size_t top_pages,
     return nt_aggregate_snapshot(w->agg, now_usec, top_pages, thread_nodes, w, out);
 }
 
+void nt_watch_pages_moved(struct nt_watch *w, uint32_t proc_id)
+{
+    nt_aggregate_invalidate_nodes(w->agg, proc_id);
+}
+
 struct json_object *nt_watch_top_json(struct nt_watch *w, uint64_t now_usec, size_t top_pages)
 {
     struct nt_heat_snapshot *snap = NULL;

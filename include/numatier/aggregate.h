@@ -77,6 +77,11 @@ void nt_aggregate_get_stats(const struct nt_aggregate *a, struct nt_aggregate_st
  * errno per page as move_pages reports it). Returns 0 or negative errno. */
 typedef int (*nt_page_node_fn)(pid_t pid, size_t n, const uint64_t *vaddrs, int *nodes, void *userdata);
 
+/* The process's pages were moved: every node it knew is unknown again
+ * (and asked anew by nt_aggregate_refresh_nodes, hottest first). One sweep
+ * of the table. */
+void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id);
+
 /* Look up the node of up to max_pages pages whose node is unknown or stale,
  * hottest first, batched per process. pid_of maps an instance id to its
  * current pid (0 if gone). A node is stale one half-life (at least 1 s)

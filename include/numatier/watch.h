@@ -36,6 +36,8 @@ struct nt_heat_snapshot;
 const struct nt_procs *nt_watch_procs(const struct nt_watch *w);
 int nt_watch_snapshot(struct nt_watch *w, uint64_t now_usec, size_t top_pages,
                       struct nt_heat_snapshot **out);
+/* Pages of this process moved: forget where they were. */
+void nt_watch_pages_moved(struct nt_watch *w, uint32_t proc_id);
 
 /* {"sampler":{...},"procs":{...},"aggregate":{...}} for status. */
 struct json_object *nt_watch_status_json(struct nt_watch *w);

@@ -540,6 +540,17 @@ static void test_refresh_nodes(void **state)
     /* heat by the node each page is on now; page 3's node is unknown */
     assert_true(fabs(p1->heat_on[0] - (100 + 102 + 104 + 106 + 108)) < 1e-6);
     assert_true(fabs(p1->heat_on[1] - (101 + 105 + 107 + 109)) < 1e-6);
+    {
+        /* its pages moved: every node unknown again, and asked anew */
+        nt_aggregate_invalidate_nodes(a, 1);
+        _cleanup_snap_ struct nt_heat_snapshot *s2 = snap(a, T0, 16, NULL, NULL);
+        const struct nt_proc_heat *q = proc_of(s2, 1);
+        assert_int_equal(q->unknown_node_pages, 10);
+        assert_true(q->heat_on[0] == 0 && q->heat_on[1] == 0);
+        assert_int_equal(proc_of(s2, 2)->unknown_node_pages, 1);    /* others untouched */
+        struct fake g = { 0 };
+        assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &g), 10);
+    }
     struct nt_aggregate_stats st;
     nt_aggregate_get_stats(a, &st);
     assert_int_equal(st.node_lookups, 20);
