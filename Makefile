@@ -13,7 +13,7 @@ CC         ?= cc
 PKG_CONFIG ?= pkg-config
 
 # Libraries with a .pc file come through pkg-config (libpfm4 ships none).
-PC_LIBS    := libsystemd json-c inih numa
+PC_LIBS    := libsystemd json-c inih numa sqlite3
 PC_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PC_LIBS) 2>/dev/null)
 PC_LDLIBS  := $(shell $(PKG_CONFIG) --libs $(PC_LIBS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -50,7 +50,7 @@ TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 LIBNT      := $(BUILD)/libnumatier.a
 
-.PHONY: all check check-all check-unit check-integration check-asan install deps clean bench run
+.PHONY: all check check-all check-unit check-integration check-asan install deps clean bench bench-host demo run
 all: $(BUILD)/numatierd $(BUILD)/numatierctl
 
 $(BUILD)/%.o: %.c
@@ -77,8 +77,20 @@ $(BUILD)/bench/%: bench/%.c $(LIBNT)
 
 # Benchmarks, not timed tests: each prints a Markdown table row; the table
 # lands in $(BUILD)/bench-results.md for the README's performance section.
-bench: $(BENCH_BINS)
+# Then the VM benchmarks (tests/vm/bench/: convergence against numad, NUMA
+# balancing and nothing; numatierd's mover against migratepages) append
+# their tables; they boot about ten QEMU/TCG guests, 10-15 minutes.
+# `make bench-host` runs only the first part, `make bench-vm` the second.
+bench: bench-host
+	@$(MAKE) --no-print-directory bench-vm
+
+bench-host: $(BENCH_BINS)
 	@bench/run.sh $(BUILD)/bench-results.md $(BENCH_BINS)
+
+# `make demo`: a newcomer's tour in the tiered guest (tests/vm/demo/).
+demo:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory demo-run
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BUILD)/daemon/main.d
 

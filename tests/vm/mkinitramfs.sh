@@ -11,7 +11,8 @@
 #                   names and the loader.  A missing one is skipped with a
 #                   warning, so the bed runs before the daemon is built.
 #
-# Also packs /init, /lib/numatier-vm.sh, /scenarios/*.sh and busybox-static.
+# Also packs /init, /lib/numatier-vm.sh, /scenarios/*.sh, /bench/*.sh,
+# /demo/*.sh and busybox-static.
 # The archive is rewritten only when the hash of all inputs changed
 # (OUT.stamp), so calling this on every run is cheap.
 set -eu
@@ -31,8 +32,10 @@ list=$(mktemp); trap 'rm -f "$list"' EXIT
     printf '/init\t%s\n' "$VMDIR/guest/init"
     printf '/lib/numatier-vm.sh\t%s\n' "$VMDIR/guest/numatier-vm.sh"
     printf '/bin/busybox\t%s\n' "$BUSYBOX"
-    for s in "$VMDIR"/scenarios/*.sh; do
-        [ -e "$s" ] && printf '/scenarios/%s\t%s\n' "${s##*/}" "$s"
+    for d in scenarios bench demo; do
+        for s in "$VMDIR/$d"/*.sh; do
+            [ -e "$s" ] && printf '/%s/%s\t%s\n' "$d" "${s##*/}" "$s"
+        done
     done
     for w in "$WBIN"/*; do
         [ -f "$w" ] && [ -x "$w" ] && printf '/usr/bin/%s\t%s\n' "${w##*/}" "$w"
@@ -66,7 +69,8 @@ while IFS="$(printf '\t')" read -r dest src; do
     cp -L "$src" "$root$dest"
 done < "$list"
 ln -s busybox "$root/bin/sh"
-chmod 0755 "$root/init" "$root"/scenarios/*.sh 2>/dev/null || true
+chmod 0755 "$root/init" "$root"/scenarios/*.sh "$root"/bench/*.sh "$root"/demo/*.sh 2>/dev/null || true
+mkdir -p "$root/var/run" "$root/var/log"     # numad's pid file and log
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
 echo 'root:x:0:' > "$root/etc/group"
 : > "$root/etc/ld.so.conf"

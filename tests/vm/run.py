@@ -3,9 +3,17 @@
 
     tests/vm/run.py --kernel-dir K --initrd I [--logdir D] [-j N] [-v] [NAME...]
     tests/vm/run.py --kernel-dir K --initrd I --shell --topology tiered
+    tests/vm/run.py ... --scenarios tests/vm/bench --append 'numatier.bench.mover=numad' \
+        --tag numad --bench-out FILE converge
+
+--scenarios DIR other than tests/vm/scenarios runs DIR/NAME.sh, packed in the
+initramfs as /<basename DIR>/NAME.sh (bench, demo; kernel arg numatier.dir=).
+--append adds kernel arguments, which scripts read with `kernel_arg KEY`.
+A guest line `@@BENCH TEXT` on the channel is appended to --bench-out.
+--live shows the script's console output as it runs, without boot messages.
 
 A scenario is tests/vm/scenarios/NAME.sh.  Header comments set how it runs:
-    # topology: tiered           (2node | tiered | hotplug; default 2node)
+    # topology: tiered           (2node | tiered | hotplug | bench2node; default 2node)
     # timeout: 60                (seconds, hard limit for the whole guest)
     # append: ras=cec_disable    (extra kernel command line)
     # cpu: max,vendor=GenuineIntel   (QEMU -cpu; default max)
@@ -46,6 +54,9 @@ TOPOLOGIES = {
     "2node": {"nodes": [("0", 512), ("1", 512)], "dist": {(0, 1): 21}},
     "tiered": {"nodes": [("0", 512), ("1", 512), (None, 512)], "dist": TIERED_DIST},
     "hotplug": {"nodes": [("0", 512), ("1", 512), (None, 0)], "dist": TIERED_DIST},
+    # For benchmarks (tests/vm/bench/): room for a 512 MiB workload on either
+    # node, above numad's 300 MB threshold.
+    "bench2node": {"nodes": [("0", 1024), ("1", 1024)], "dist": {(0, 1): 21}},
 }
 SLOTS, MAXMEM = 4, "8G"
 # numa_balancing=disable: the kernel's own NUMA balancing would move pages
@@ -58,6 +69,7 @@ DEFAULT_TIMEOUT = 60
 KERNEL_TROUBLE = re.compile(
     r"Kernel panic|BUG: |Oops|general protection fault|soft lockup|"
     r"hard LOCKUP|blocked for more than|Attempted to kill init")
+KMSG = re.compile(r"\s*(<\d>)?\[\s*\d+\.\d+\] ")  # a kernel message on the console
 PANIC = re.compile(r"Kernel panic|Attempted to kill init")
 
 
@@ -111,7 +123,7 @@ class Channel(threading.Thread):
     def __init__(self, tmp, log=None):
         super().__init__(daemon=True)
         self.tmp, self.log = tmp, log
-        self.results, self.done_rc = [], None
+        self.results, self.done_rc, self.bench = [], None, []
         self.sock = None
 
     def connect(self, proc, timeout=10.0):
@@ -157,6 +169,8 @@ class Channel(threading.Thread):
                 reply = reply.replace("\n", " ")
                 self.note("[host] %s -> %s" % (line[2:], reply[2:]))
                 f.write(reply.encode() + b"\n")
+            elif line.startswith("@@BENCH "):
+                self.bench.append(line[8:])
             elif line.startswith("@@RESULT "):
                 self.results.append(line[9:])
             elif line.startswith("@@DONE "):
@@ -171,12 +185,17 @@ def tail(path, n=40):
 
 def run_scenario(name, args, out_lock):
     path = os.path.join(args.scenarios, name + ".sh")
-    log_path = os.path.join(args.logdir, name + ".log")
+    log_path = os.path.join(args.logdir, name + (("-" + args.tag) if args.tag else "") + ".log")
     try:
         hdr = parse_header(path)
     except (OSError, ValueError) as e:
         return False, "bad scenario: %s" % e, None
-    append = " ".join(x for x in (BASE_APPEND, "numatier.scenario=" + name, hdr["append"]) if x)
+    # Scripts outside tests/vm/scenarios (bench/, demo/) sit in the
+    # initramfs under /<their directory's name>/.
+    gdir = os.path.basename(os.path.normpath(args.scenarios))
+    append = " ".join(x for x in (BASE_APPEND, "numatier.scenario=" + name,
+                                  "numatier.dir=" + gdir if gdir != "scenarios" else "",
+                                  hdr["append"], args.append) if x)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="numatier-vm.") as tmp, \
             open(log_path, "w", buffering=1) as log:
@@ -184,10 +203,21 @@ def run_scenario(name, args, out_lock):
         log.write("# " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         loglock = threading.Lock()
 
+        started = [False]
+
         def logline(text):
             with loglock:
                 log.write(text + "\n")
-            if args.verbose:
+            if args.live:
+                # The script's own console output only: no kernel boot
+                # messages before @@START, no channel chatter.
+                if text.startswith("@@START"):
+                    started[0] = True
+                elif started[0] and not text.startswith(("@@", "[host]", "# exit")) \
+                        and not KMSG.match(text):
+                    with out_lock:
+                        print(text, flush=True)
+            elif args.verbose:
                 with out_lock:
                     print("[%s] %s" % (name, text), flush=True)
 
@@ -200,6 +230,9 @@ def run_scenario(name, args, out_lock):
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 logline(line)
                 if KERNEL_TROUBLE.search(line):
+                    if args.live:
+                        with out_lock:
+                            print("[kernel] " + line, flush=True)
                     trouble.append(line.strip())
                     if PANIC.search(line):
                         # panic=-1 reboots, -no-reboot then exits; be sure.
@@ -226,6 +259,10 @@ def run_scenario(name, args, out_lock):
             chan.sock.close()
         elapsed = time.monotonic() - start
         logline("# exit %s after %.1f s" % (proc.returncode, elapsed))
+    if args.bench_out and chan.bench:
+        with out_lock, open(args.bench_out, "a") as bf:
+            for b in chan.bench:
+                bf.write(b + "\n")
 
     guest = [r for r in chan.results if r.split(" ", 1)[-1].split(":")[0] == name]
     fails = [r for r in guest if r.startswith("FAIL")]
@@ -278,7 +315,11 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true", help="stream guest consoles")
     ap.add_argument("--shell", action="store_true", help="interactive guest, no scenario")
     ap.add_argument("--topology", default="tiered", choices=sorted(TOPOLOGIES))
-    ap.add_argument("--append", default="", help="extra kernel args (--shell)")
+    ap.add_argument("--append", default="", help="extra kernel args (every guest)")
+    ap.add_argument("--tag", default="", help="log file NAME-TAG.log (several runs of one script)")
+    ap.add_argument("--bench-out", help="append the guest's `@@BENCH TEXT` lines (channel) to this file")
+    ap.add_argument("--live", action="store_true",
+                    help="show the script's console output as it runs, without boot messages")
     ap.add_argument("--cpu", default="max", help="QEMU -cpu (--shell)")
     ap.add_argument("names", nargs="*", help="scenarios to run (default: all)")
     args = ap.parse_args()

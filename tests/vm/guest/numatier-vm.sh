@@ -122,3 +122,32 @@ start_memhog() {
         fail "memhog $* did not become ready"
     fi
 }
+
+# ---- for benchmarks and demos (tests/vm/bench/, tests/vm/demo/) ----------
+# kernel_arg KEY [DEFAULT]   value of KEY=VALUE on the kernel command line
+#                            (run.py --append 'KEY=VALUE'), else DEFAULT
+# bench_out TEXT...          print TEXT and send `@@BENCH TEXT` to the host,
+#                            which appends it to run.py --bench-out FILE
+# vmstat_get KEY             a counter from /proc/vmstat
+# cpu_ticks PID              utime + stime of PID in clock ticks (USER_HZ)
+# now_ms                     monotonic-enough wall clock in milliseconds
+kernel_arg() {
+    for _nt_a in $(cat /proc/cmdline); do
+        case $_nt_a in "$1="*) echo "${_nt_a#*=}"; return 0 ;; esac
+    done
+    echo "${2:-}"
+}
+
+bench_out() {
+    echo "$*"
+    _nt_chan 2>/dev/null && echo "@@BENCH $*" >&3
+    return 0
+}
+
+vmstat_get() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+
+# Fields 14 and 15 of /proc/PID/stat; the comm (field 2) may hold blanks, so
+# count from after its closing parenthesis.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
+
+now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
