@@ -540,17 +540,6 @@ static void test_refresh_nodes(void **state)
     /* heat by the node each page is on now; page 3's node is unknown */
     assert_true(fabs(p1->heat_on[0] - (100 + 102 + 104 + 106 + 108)) < 1e-6);
     assert_true(fabs(p1->heat_on[1] - (101 + 105 + 107 + 109)) < 1e-6);
-    {
-        /* its pages moved: every node unknown again, and asked anew */
-        nt_aggregate_invalidate_nodes(a, 1);
-        _cleanup_snap_ struct nt_heat_snapshot *s2 = snap(a, T0, 16, NULL, NULL);
-        const struct nt_proc_heat *q = proc_of(s2, 1);
-        assert_int_equal(q->unknown_node_pages, 10);
-        assert_true(q->heat_on[0] == 0 && q->heat_on[1] == 0);
-        assert_int_equal(proc_of(s2, 2)->unknown_node_pages, 1);    /* others untouched */
-        struct fake g = { 0 };
-        assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &g), 10);
-    }
     struct nt_aggregate_stats st;
     nt_aggregate_get_stats(a, &st);
     assert_int_equal(st.node_lookups, 20);
@@ -564,6 +553,33 @@ static void test_refresh_nodes(void **state)
     assert_int_equal(nt_aggregate_refresh_nodes(a, T0 + 2 * HL, 100, pid_of, NULL, fake_nodes, &f), 0);
     assert_int_equal(f.nr_calls, 2);                      /* not retried at once */
     assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 0, pid_of, NULL, fake_nodes, &f), 0);
+}
+
+/* After a move every node of the process is unknown and asked anew; other
+ * processes keep theirs. */
+static void test_invalidate_nodes(void **state)
+{
+    (void)state;
+    _cleanup_agg_ struct nt_aggregate *a = make(1024, 2);
+    for (unsigned i = 0; i < 10; i++) {
+        add(a, 1, i, 100, -1, NT_MEM_SRC_UNKNOWN, T0);
+        add(a, 2, i, 100, -1, NT_MEM_SRC_UNKNOWN, T0);
+    }
+    struct fake f = { 0 };
+    assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &f), 20);
+    nt_aggregate_invalidate_nodes(a, 1);
+    _cleanup_snap_ struct nt_heat_snapshot *s = snap(a, T0, 16, NULL, NULL);
+    const struct nt_proc_heat *p1 = proc_of(s, 1), *p2 = proc_of(s, 2);
+    assert_int_equal(p1->unknown_node_pages, 10);
+    assert_true(p1->heat_on[0] == 0 && p1->heat_on[1] == 0);
+    assert_int_equal(p2->unknown_node_pages, 1);          /* page 3: the fake's error */
+    assert_true(p2->heat_on[0] > 0 && p2->heat_on[1] > 0);
+    f = (struct fake){ 0 };
+    assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &f), 10);
+    assert_int_equal(f.nr_calls, 1);
+    assert_int_equal(f.calls[0].pid, 1001);
+    nt_aggregate_invalidate_nodes(a, 99);                 /* unknown: nothing happens */
+    nt_aggregate_invalidate_nodes(NULL, 1);
 }
 
 /* ---- snapshot ------------------------------------------------------------------------ */
@@ -752,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_region_spread),
         cmocka_unit_test(test_region_capped),
         cmocka_unit_test(test_refresh_nodes),
+        cmocka_unit_test(test_invalidate_nodes),
         cmocka_unit_test(test_snapshot_order),
         cmocka_unit_test(test_hot_threshold),
         cmocka_unit_test(test_batch_equals_single),
