@@ -35,7 +35,9 @@ wait_until 90 promoted || {
 }
 echo "promoted: $(grep -E '^(node|hot_node)' "$A_STATE" | tr '\n' ' ')"
 cold_on_2=$(( $(num "$A_STATE" node2) - $(num "$A_STATE" hot_node2) ))
-[ "$cold_on_2" -ge $((hot_pages * 90 / 100)) ] || fail "the cold half left node 2 too: $cold_on_2 cold pages there"
+# DAMON regions straddle the hot/cold boundary, so some cold pages near it
+# look hot for a while and go up too; most of the cold half must stay.
+[ "$cold_on_2" -ge $((hot_pages * 75 / 100)) ] || fail "the cold half left node 2 too: $cold_on_2 cold pages there"
 
 # 2. Fill node 0 past its low watermark with a cold filler.
 total_kb=$(awk '/MemTotal/ { print $4 }' /sys/devices/system/node/node0/meminfo)
