@@ -29,6 +29,7 @@ static void usage(FILE *f)
             "                       per node, thread nodes; KEY: rma lma ratio pid comm rss cpu\n"
             "  explain PID          the last placement decision about PID, with its numbers\n"
             "  plan                 placement actions this cycle and those waiting\n"
+            "  ras                  corrected memory errors: per node and block, offlined frames, recent events\n"
             "  restore PID          give PID back the CPU affinity numatierd changed (root only)\n"
             "  mode [enforce|advise] show the mode, or switch it until the next reload (root only)\n"
             "  config               the daemon's effective configuration\n"
@@ -440,6 +441,8 @@ int main(int argc, char **argv)
         return cmd_explain(&o, argc, argv);
     if (strcmp(cmd, "plan") == 0)
         return cmd_plan(&o, argc, argv);
+    if (strcmp(cmd, "ras") == 0)
+        return cmd_ras(&o, argc, argv);
     if (strcmp(cmd, "restore") == 0)
         return cmd_restore(&o, argc, argv);
     if (strcmp(cmd, "mode") == 0 && argc <= 2)

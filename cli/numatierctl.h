@@ -35,3 +35,4 @@ int cmd_top(const struct ctl_opts *o, int argc, char **argv);
 int cmd_explain(const struct ctl_opts *o, int argc, char **argv);
 int cmd_plan(const struct ctl_opts *o, int argc, char **argv);
 int cmd_restore(const struct ctl_opts *o, int argc, char **argv);
+int cmd_ras(const struct ctl_opts *o, int argc, char **argv);

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <syslog.h>
 
+#include "numatier/ecc.h"
 #include "numatier/config.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
@@ -33,6 +34,11 @@ static const struct nt_config_choice log_level_choices[] = {
     { "warning", LOG_WARNING }, { "err", LOG_ERR },
     /* The aliases nt_log_level_from_string() takes too. */
     { "warn", LOG_WARNING }, { "error", LOG_ERR },
+    { NULL, 0 },
+};
+
+static const struct nt_config_choice ecc_action_choices[] = {
+    { "off", NT_ECC_ACTION_OFF }, { "account", NT_ECC_ACTION_ACCOUNT }, { "soft", NT_ECC_ACTION_SOFT },
     { NULL, 0 },
 };
 
@@ -193,6 +199,27 @@ const struct nt_config_key nt_config_keys[] = {
             "A fast node with less free memory than this share is under pressure; promotion never takes it below."),
     PERCENT("tiering", "high_watermark", high_watermark_pct, "0%", "95%", "20%",
             "Demotion frees a node under pressure up to this share of free memory."),
+
+    BOOL("ras", "enabled", ras, "yes",
+         "Read corrected memory errors from tracefs and evacuate failing frames."),
+    PATH("ras", "ledger", ledger_path, "/var/lib/numatier/ledger.db", NULL,
+         "The SQLite ledger of every event and every frame's state (kept across reboots)."),
+    UINT("ras", "threshold", ecc_threshold, "1", "1000", "2",
+         "Corrected errors in one 4 KiB frame within window that make it fail."),
+    DURATION("ras", "window", ecc_window_usec, "1s", "366d", "1d",
+             "The leaky bucket's window: threshold errors within it trigger the frame action."),
+    ENUM("ras", "frame_action", frame_action, ecc_action_choices, "soft",
+         "off: ignore; account: record only; soft: soft-offline the frame (contents migrated)."),
+    ENUM("ras", "block_action", block_action, ecc_action_choices, "account",
+         "When block_frames frames of one memory block fail: account records the proposal."),
+    UINT("ras", "block_frames", block_frames, "1", "1000000", "4",
+         "Failing frames in one memory block that escalate to the whole block."),
+    BOOL("ras", "reoffline", reoffline, "yes",
+         "At startup, soft-offline again the frames offlined before (a reboot forgets them)."),
+    DURATION("ras", "retention", ledger_retention_usec, "1h", "3660d", "90d",
+             "Events older than this are pruned from the ledger; frame states never are."),
+    UINT("ras", "max_events", ledger_max_events, "1000", "100000000", "1000000",
+         "Most event rows kept in the ledger; the oldest are pruned beyond it."),
 };
 const size_t nt_config_nr_keys = NT_ARRAY_SIZE(nt_config_keys);
 _Static_assert(NT_ARRAY_SIZE(nt_config_keys) <= NT_CONFIG_MAX_KEYS, "raise NT_CONFIG_MAX_KEYS");

@@ -15,6 +15,7 @@
 #include "numatier/units.h"
 #include "numatier/util.h"
 #include "numatier/placer.h"
+#include "numatier/rasd.h"
 #include "numatier/watch.h"
 
 struct nt_manager {
@@ -32,6 +33,7 @@ struct nt_manager {
     sd_event_source *sample_timer;
     struct nt_watch *watch;
     struct nt_placer *placer;
+    struct nt_rasd *rasd;
 
     struct nt_topology *topology;
     int last_topology_error;
@@ -59,6 +61,8 @@ static int cmd_plan(void *userdata, struct json_object *args, const struct ucred
                     struct nt_ctl_reply *reply);
 static int cmd_restore(void *userdata, struct json_object *args, const struct ucred *peer,
                        struct nt_ctl_reply *reply);
+static int cmd_ras(void *userdata, struct json_object *args, const struct ucred *peer,
+                   struct nt_ctl_reply *reply);
 
 static const struct nt_ctl_command ctl_commands[] = {
     { "status", false, cmd_status },
@@ -70,6 +74,7 @@ static const struct nt_ctl_command ctl_commands[] = {
     { "explain", false, cmd_explain },
     { "plan",   false, cmd_plan },
     { "restore", true, cmd_restore },
+    { "ras",    false, cmd_ras },
 };
 
 static struct nt_ctl_limits limits_from_config(const struct nt_config *c)
@@ -129,6 +134,8 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
         if (r < 0)
             log_warning("cycle: placement failed: %s", strerror(-r));
     }
+    if (m->rasd)
+        nt_rasd_cycle(m->rasd, m->topology, nt_now_usec());
     notify_status(m);
     sd_event_source_set_time_relative(s, m->config.cycle_interval_usec);
     return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -224,6 +231,7 @@ static int manager_reload(struct nt_manager *m, char **error_out)
         m->config = next;
         nt_log_set_max_level(m->config.log_level);
         nt_placer_reconfigure(m->placer, &m->config);
+        nt_rasd_reconfigure(m->rasd, &m->config);
         m->reloads_ok++;
         free(m->last_reload_error);
         m->last_reload_error = NULL;
@@ -285,6 +293,7 @@ static int cmd_status(void *userdata, struct json_object *args, const struct ucr
     json_object_object_add(o, "topology", m->topology ? nt_topology_to_json(m->topology) : NULL);
     json_object_object_add(o, "watch", nt_watch_status_json(m->watch));
     json_object_object_add(o, "placement", nt_placer_status_json(m->placer));
+    json_object_object_add(o, "ras", nt_rasd_status_json(m->rasd));
     reply->result = o;
     return 0;
 }
@@ -411,6 +420,26 @@ static int cmd_restore(void *userdata, struct json_object *args, const struct uc
     return 0;
 }
 
+/* args: {"events": N} most recent events to include (default 20). */
+static int cmd_ras(void *userdata, struct json_object *args, const struct ucred *peer,
+                   struct nt_ctl_reply *reply)
+{
+    (void)peer;
+    struct nt_manager *m = userdata;
+    int64_t events = 20;
+    struct json_object *v;
+    if (args && json_object_object_get_ex(args, "events", &v)) {
+        if (!json_object_is_type(v, json_type_int) || (events = json_object_get_int64(v)) < 0 || events > 1000)
+            return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"events\" must be an integer from 0 to 1000");
+    }
+    int err = 0;
+    struct json_object *ledger = nt_rasd_ledger_json(m->rasd, (unsigned)events, &err);
+    reply->result = json_object_new_object();
+    json_object_object_add(reply->result, "daemon", nt_rasd_status_json(m->rasd));
+    json_object_object_add(reply->result, "ledger", ledger);
+    return 0;
+}
+
 /* args: {"pages": N} hottest pages per process (default 16, at most 4096). */
 static int cmd_top(void *userdata, struct json_object *args, const struct ucred *peer,
                    struct nt_ctl_reply *reply)
@@ -508,6 +537,12 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
         log_error("placement: %s", strerror(-r));
         goto fail;
     }
+    r = nt_rasd_new(m->event, m->root, &m->config, &m->rasd);
+    if (r < 0) {
+        log_error("ras: %s", strerror(-r));
+        goto fail;
+    }
+    nt_rasd_cycle(m->rasd, m->topology, nt_now_usec());     /* blocks known from the first event */
     *out = m;
     return 0;
 fail:
@@ -533,6 +568,7 @@ void nt_manager_free(struct nt_manager *m)
     nt_ctl_server_free(m->retired_ctl);
     sd_event_source_disable_unref(m->cycle_timer);
     sd_event_source_disable_unref(m->sample_timer);
+    nt_rasd_free(m->rasd);
     nt_placer_free(m->placer);
     nt_watch_free(m->watch);
     sd_event_source_disable_unref(m->retire_defer);

@@ -83,6 +83,17 @@ struct nt_config {
     unsigned max_demote;            /* max_demote: pages per cycle */
     double low_watermark_pct;       /* low_watermark: fast node under pressure below this free share */
     double high_watermark_pct;      /* high_watermark: demote until free reaches this share */
+    /* [ras] */
+    bool ras;                       /* enabled */
+    char *ledger_path;              /* ledger */
+    unsigned ecc_threshold;         /* threshold: corrected errors per frame ... */
+    uint64_t ecc_window_usec;       /* window: ... within this long */
+    int frame_action;               /* frame_action: enum nt_ecc_action */
+    int block_action;               /* block_action: enum nt_ecc_action */
+    unsigned block_frames;          /* block_frames: K frames over the threshold in one block */
+    bool reoffline;                 /* reoffline: offline again at startup what was offlined before */
+    uint64_t ledger_retention_usec; /* retention: events older than this are pruned (frames never) */
+    unsigned ledger_max_events;     /* max_events */
     /* private: origins[i] is where nt_config_keys[i] was last set, as a
      * malloc'd "path:line"; NULL means "default". */
     char *origins[NT_CONFIG_MAX_KEYS];

@@ -46,6 +46,9 @@ ${2:-}
 [procs]
 # Watch nothing on the host: these tests are about the daemon, not this machine.
 include_comm = numatier-it-nothing
+
+[ras]
+ledger = $TMP/ledger.db
 EOF
     mv "$CONF.new" "$CONF"
 }
@@ -172,6 +175,18 @@ s = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "-
 cal = s["placement"]["calibration"]
 assert cal["c_mem"]["origin"] in ("measured", "default") and cal["c_mem"]["reason"], cal
 assert cal["c_thread"]["reason"], cal
+' "$CTL" "$SOCK"
+
+# ---- RAS on the host: says what it cannot watch, keeps its ledger ----------
+check "ras-runs" "$CTL" --socket "$SOCK" ras
+check "ras-ledger-created" test -s "$TMP/ledger.db"
+check "ras-json-ledger" python3 -c '
+import json,subprocess,sys
+r = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "ras"]))
+d = r["daemon"]
+assert d["ledger"] is True, d
+assert d["events_enabled"] or d["unavailable"], d        # one or the other, said plainly
+assert r["ledger"]["schema"] >= 2 and r["ledger"]["stats"]["events"] == 0, r["ledger"]
 ' "$CTL" "$SOCK"
 
 # ---- numastat parity -------------------------------------------------------

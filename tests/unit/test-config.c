@@ -734,8 +734,9 @@ static void test_sample_config_documents_every_key(void **state)
         char section[64], line[256];
         snprintf(section, sizeof(section), "\n[%s]\n", k->section);
         snprintf(line, sizeof(line), "\n#%s =%s%s\n", k->key, *k->def ? " " : "", k->def);
-        char *s = strstr(text, section), *l = strstr(text, line);
-        if (!s || !l || l < s)
+        /* the line after its section's header: sections may share key names */
+        char *s = strstr(text, section), *l = s ? strstr(s, line) : NULL;
+        if (!s || !l)
             fail_msg("etc/numatierd.conf lacks \"%s\" below [%s]", line + 1, k->section);
         /* inside that section: no other header between the two */
         for (char *p = s + 1; (p = strstr(p, "\n[")) && p < l; p++)

@@ -25,6 +25,8 @@
  * hot_nodeN=<hot pages on node N>, other=<pages not resident or in error>,
  * addr and hot_end=<the buffer's start and the end of its hot part, decimal>,
  * cpu=<the CPU it last ran on>, switches=<hot-half switches so far>,
+ * pfn0=<the physical frame of the buffer's first page, from
+ * /proc/self/pagemap (needs root); 0 if unknown>,
  * checksum=OK|BAD|unknown, ready=1.
  *
  * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
@@ -187,6 +189,22 @@ static int verify(const uint64_t *w, size_t nwords)
 	return 0;
 }
 
+/* The frame behind a virtual address: bits 0-54 of its pagemap entry when
+ * bit 63 (present) is set. Root sees real frame numbers. */
+static uint64_t pfn_of(const void *addr)
+{
+	uint64_t e = 0;
+	FILE *f = fopen("/proc/self/pagemap", "rb");
+
+	if (!f)
+		return 0;
+	if (fseeko(f, (off_t)((uintptr_t)addr / (uintptr_t)sysconf(_SC_PAGESIZE) * 8), SEEK_SET) != 0 ||
+	    fread(&e, sizeof(e), 1, f) != 1)
+		e = 0;
+	fclose(f);
+	return e >> 63 ? e & ((1ULL << 55) - 1) : 0;
+}
+
 static void write_state(const struct opts *o, char *buf, size_t pages, size_t hot_pages)
 {
 	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
@@ -229,6 +247,7 @@ static void write_state(const struct opts *o, char *buf, size_t pages, size_t ho
 		(unsigned long)(buf + hot_off_pages * psz),
 		(unsigned long)(buf + (hot_off_pages + hot_pages) * psz));
 	fprintf(f, "cpu=%d\nswitches=%lu\n", sched_getcpu(), switches);
+	fprintf(f, "pfn0=%llu\n", (unsigned long long)pfn_of(buf));
 	for (int n = 0; n < MAX_NODES; n++)
 		if (count[n])
 			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);

@@ -1,0 +1,622 @@
+/* RAS: tracefs events -> decoders -> ledger -> ECC policy -> soft offline.
+ * See rasd.h. The order around an action is what makes a crash safe: the
+ * event is in the ledger (acknowledged) before the policy sees it, the
+ * intent is committed before the write to soft_offline_page, and the
+ * result is recorded after the kernel answered. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+#include <systemd/sd-journal.h>
+
+#include "numatier/config.h"
+#include "numatier/ecc.h"
+#include "numatier/ledger.h"
+#include "numatier/log.h"
+#include "numatier/ras-trace.h"
+#include "numatier/ras.h"
+#include "numatier/rasd.h"
+#include "numatier/topology.h"
+#include "numatier/util.h"
+
+#define SOFT_OFFLINE_PATH "/sys/devices/system/memory/soft_offline_page"
+#define KPAGEFLAGS_PATH   "/proc/kpageflags"
+#define KPF_HWPOISON      19
+/* Pages per trace_pipe_raw read in one loop turn: a storm must not starve
+ * the control socket; the fd stays readable and we come back. */
+#define PAGES_PER_TURN    8
+/* A message id for the journal, so operators can filter our actions. */
+#define MESSAGE_ID_ACTION "3c1d0ee1a7b54f0e9a3f7f4e2c6a9b10"
+#define LEDGER_JSON_EVENTS_MAX 1000
+
+struct frame_slot {
+    struct nt_ecc_frame f;
+    struct nt_ecc_block b;
+};
+
+struct nt_rasd {
+    sd_event *event;
+    char *root;
+    struct nt_ecc_params params;
+    bool reoffline;
+    uint64_t retention_usec;
+    unsigned max_events;
+    struct nt_ras_trace *trace;
+    char trace_why[160];
+    sd_event_source **io;
+    size_t nr_io;
+    struct nt_ledger *ledger;
+    char ledger_why[256];
+    struct frame_slot *frames;        /* in memory: the policy's view */
+    size_t nr_frames, cap_frames;
+    /* one read's worth of events, recorded in one transaction */
+    struct nt_ras_event *batch;
+    size_t nr_batch, cap_batch;
+    uint64_t events, decoded_bad, offlined, failed, retries, ledger_errors;
+    uint64_t last_prune_usec;
+    int *block_node;                  /* [nr_blocks]: node of memory block i, -1 unknown */
+    size_t nr_blocks;
+    uint64_t block_size;
+};
+
+/* Which memory block and node an address is in, as of the last cycle. */
+static void locate(const struct nt_rasd *r, uint64_t addr, int64_t *block, int *node)
+{
+    *block = -1;
+    *node = -1;
+    if (!r->block_size)
+        return;
+    uint64_t b = addr / r->block_size;
+    *block = (int64_t)b;
+    if (b < r->nr_blocks)
+        *node = r->block_node[b];
+}
+
+static void learn_blocks(struct nt_rasd *r, const struct nt_topology *topo)
+{
+    if (!topo || !topo->nr_blocks || !topo->block_size_bytes)
+        return;
+    size_t n = topo->blocks[topo->nr_blocks - 1].id + 1;     /* sorted by id */
+    int *v = realloc(r->block_node, n * sizeof(*v));
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = -1;
+    for (size_t i = 0; i < topo->nr_blocks; i++)
+        v[topo->blocks[i].id] = topo->blocks[i].node;
+    r->block_node = v;
+    r->nr_blocks = n;
+    r->block_size = topo->block_size_bytes;
+    r->params.block_size = topo->block_size_bytes;
+}
+
+static uint64_t realtime_usec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void params_from(struct nt_rasd *r, const struct nt_config *cfg)
+{
+    nt_ecc_params_default(&r->params);
+    r->params.threshold = cfg->ecc_threshold;
+    r->params.window_usec = cfg->ecc_window_usec;
+    r->params.frame_action = (enum nt_ecc_action)cfg->frame_action;
+    r->params.block_action = (enum nt_ecc_action)cfg->block_action;
+    r->params.block_frames = cfg->block_frames;
+    r->reoffline = cfg->reoffline;
+    r->retention_usec = cfg->ledger_retention_usec;
+    r->max_events = cfg->ledger_max_events;
+}
+
+/* ---- frames the policy tracks --------------------------------------------- */
+
+static struct frame_slot *frame_find(struct nt_rasd *r, uint64_t pfn)
+{
+    for (size_t i = 0; i < r->nr_frames; i++)
+        if (r->frames[i].f.pfn == pfn)
+            return &r->frames[i];
+    return NULL;
+}
+
+/* The frame's policy state; new ones start from what the ledger says, so a
+ * frame offlined before a restart is not acted on twice. */
+static struct frame_slot *frame_get(struct nt_rasd *r, uint64_t pfn)
+{
+    struct frame_slot *s = frame_find(r, pfn);
+    if (s)
+        return s;
+    if (r->nr_frames == r->cap_frames) {
+        size_t cap = r->cap_frames ? 2 * r->cap_frames : 64;
+        struct frame_slot *v = realloc(r->frames, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        r->frames = v;
+        r->cap_frames = cap;
+    }
+    s = &r->frames[r->nr_frames++];
+    nt_ecc_frame_init(&s->f, pfn);
+    nt_ecc_block_init(&s->b, nt_ecc_block_of(&r->params, pfn));
+    struct nt_ledger_frame lf;
+    if (r->ledger && nt_ledger_frame_get(r->ledger, pfn, &lf) == 0) {
+        if (lf.state == NT_FRAME_OFFLINED || lf.state == NT_FRAME_ALREADY_OFFLINE)
+            s->f.state = NT_ECC_FRAME_OFFLINED;
+        else if (lf.state == NT_FRAME_FAILED)
+            s->f.state = NT_ECC_FRAME_FAILED;
+        s->f.attempts = lf.attempts;
+    }
+    return s;
+}
+
+/* ---- the kernel side of an action ------------------------------------------- */
+
+static bool frame_poisoned(const struct nt_rasd *r, uint64_t pfn)
+{
+    _cleanup_free_ char *path = nt_path_join(r->root, KPAGEFLAGS_PATH);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return false;
+    uint64_t flags = 0;
+    ssize_t n = pread(fd, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags)));
+    close(fd);
+    return n == (ssize_t)sizeof(flags) && (flags >> KPF_HWPOISON & 1);
+}
+
+/* 0 or -errno, as the kernel answered the write. */
+static int write_soft_offline(const struct nt_rasd *r, uint64_t addr)
+{
+    _cleanup_free_ char *path = nt_path_join(r->root, SOFT_OFFLINE_PATH);
+    int fd = path ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return -errno;
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "0x%" PRIx64, addr);
+    ssize_t n = write(fd, buf, (size_t)len);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    return err;
+}
+
+static enum nt_frame_state ledger_state_of(const struct nt_ecc_outcome *o, bool already)
+{
+    switch (o->cls) {
+    case NT_ECC_DONE:  return already ? NT_FRAME_ALREADY_OFFLINE : NT_FRAME_OFFLINED;
+    case NT_ECC_RETRY: return NT_FRAME_TRIGGERED;
+    default:           return NT_FRAME_FAILED;
+    }
+}
+
+static void journal_action(uint64_t pfn, const char *what, const struct nt_ecc_outcome *o, int err)
+{
+    sd_journal_send("MESSAGE=ras: frame 0x%" PRIx64 " (address 0x%" PRIx64 "): %s: %s", pfn, pfn << 12, what,
+                    o->why,
+                    "MESSAGE_ID=" MESSAGE_ID_ACTION,
+                    "PRIORITY=%d", o->cls == NT_ECC_DONE ? 5 : 4,
+                    "NUMATIER_PFN=0x%" PRIx64, pfn,
+                    "NUMATIER_PHYS_ADDR=0x%" PRIx64, pfn << 12,
+                    "NUMATIER_ACTION=%s", what,
+                    "NUMATIER_RESULT=%s", nt_ecc_outcome_class_name(o->cls),
+                    "NUMATIER_ERRNO=%d", -err,
+                    NULL);
+}
+
+/* Intent (committed) -> write -> result (committed): never "done" before. */
+static void soft_offline(struct nt_rasd *r, struct frame_slot *s, int64_t event_id, const char *what)
+{
+    uint64_t pfn = s->f.pfn, now = realtime_usec();
+    if (r->ledger && nt_ledger_frame_intent(r->ledger, pfn, event_id, now, NULL) < 0) {
+        r->ledger_errors++;
+        log_error("ras: frame 0x%" PRIx64 ": cannot record the intent (%s): not acting without it", pfn,
+                  nt_ledger_last_error(r->ledger));
+        return;
+    }
+    bool already = frame_poisoned(r, pfn);
+    int err = already ? 0 : write_soft_offline(r, pfn << 12);
+    struct nt_ecc_outcome o;
+    nt_ecc_outcome(&r->params, &s->f, err, already, realtime_usec(), &o);
+    if (o.cls == NT_ECC_DONE)
+        r->offlined++;
+    else if (o.cls == NT_ECC_RETRY)
+        r->retries++;
+    else
+        r->failed++;
+    if (r->ledger &&
+        nt_ledger_frame_result(r->ledger, pfn, ledger_state_of(&o, already), o.why, -err,
+                               o.cls == NT_ECC_RETRY ? o.retry_at_usec : 0, realtime_usec()) < 0)
+        r->ledger_errors++;
+    journal_action(pfn, what, &o, err);
+    log_notice("ras: frame 0x%" PRIx64 ": %s: %s", pfn, what, o.why);
+}
+
+/* ---- events ----------------------------------------------------------------- */
+
+static void fields_json(const struct nt_ras_event *ev, char *buf, size_t len)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "corrected", json_object_new_boolean(ev->corrected));
+    json_object_object_add(o, "grain", json_object_new_uint64(ev->grain_bytes));
+    json_object_object_add(o, "cpu", json_object_new_int(ev->cpu));
+    json_object_object_add(o, "socket", json_object_new_int(ev->socket));
+    json_object_object_add(o, "bank", json_object_new_int(ev->bank));
+    json_object_object_add(o, "mcacod", json_object_new_int(ev->mcacod));
+    json_object_object_add(o, "memory_error", json_object_new_boolean(ev->memory_error));
+    json_object_object_add(o, "detail", json_object_new_string(ev->detail));
+    if (ev->why_unusable[0])
+        json_object_object_add(o, "unusable", json_object_new_string(ev->why_unusable));
+    snprintf(buf, len, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+}
+
+/* Decide about one recorded event and act. */
+static void decide(struct nt_rasd *r, const struct nt_ras_event *ev, int64_t event_id)
+{
+    uint64_t pfn;
+    struct frame_slot *s = nt_ecc_event_pfn(ev, &pfn) ? frame_get(r, pfn) : NULL;
+    const struct nt_ecc_frame *peers[256];
+    size_t np = 0;
+    for (size_t i = 0; s && i < r->nr_frames && np < 256; i++)
+        if (&r->frames[i] != s && r->frames[i].b.block == s->b.block)
+            peers[np++] = &r->frames[i].f;
+    struct nt_ecc_decision d;
+    if (nt_ecc_decide(&r->params, ev, s ? &s->f : NULL, s ? &s->b : NULL, peers, np, realtime_usec(), &d) < 0)
+        return;
+    if (d.block_verdict != NT_ECC_BLOCK_NONE)
+        log_warning("ras: memory block %" PRIu64 ": %u failing frames: proposing to offline it (%s)", d.block,
+                    d.block_over, nt_ecc_block_verdict_name(d.block_verdict));
+    if (d.verdict == NT_ECC_SOFT_OFFLINE && s) {
+        if (r->ledger)
+            nt_ledger_frame_trigger(r->ledger, s->f.pfn, d.why, realtime_usec());
+        soft_offline(r, s, event_id, "soft-offline");
+    }
+}
+
+static void flush_batch(struct nt_rasd *r)
+{
+    if (!r->nr_batch)
+        return;
+    _cleanup_free_ struct nt_ledger_event *le = calloc(r->nr_batch, sizeof(*le));
+    _cleanup_free_ int64_t *ids = calloc(r->nr_batch, sizeof(*ids));
+    _cleanup_free_ char *json = malloc(r->nr_batch * 512);
+    bool recorded = false;
+    if (le && ids && json && r->ledger) {
+        for (size_t i = 0; i < r->nr_batch; i++) {
+            const struct nt_ras_event *ev = &r->batch[i];
+            fields_json(ev, json + i * 512, 512);
+            le[i] = (struct nt_ledger_event){
+                .time_usec = ev->time_usec, .source = nt_ras_source_name(ev->source),
+                .addr_valid = nt_ras_event_usable(ev), .phys_addr = ev->phys_addr,
+                .fields_json = json + i * 512, .node = -1, .memory_block = -1,
+            };
+            if (le[i].addr_valid)
+                locate(r, ev->phys_addr, &le[i].memory_block, &le[i].node);
+        }
+        recorded = nt_ledger_add_events(r->ledger, le, r->nr_batch, ids) == 0;
+        if (!recorded) {
+            r->ledger_errors++;
+            log_error("ras: ledger: %s", nt_ledger_last_error(r->ledger));
+        }
+    }
+    /* The policy sees only what is acknowledged, unless there is no ledger
+     * at all (then it runs from memory, and status says so). */
+    if (recorded || !r->ledger)
+        for (size_t i = 0; i < r->nr_batch; i++)
+            decide(r, &r->batch[i], recorded ? ids[i] : 0);
+    r->nr_batch = 0;
+}
+
+static bool read_u64(struct nt_rasd *r, const struct nt_ras_record *rec, const char *f, uint64_t *v)
+{
+    if (nt_ras_record_u64(rec, f, v) == 0)
+        return true;
+    *v = 0;
+    nt_ras_trace_note_bad(r->trace, NT_RAS_BAD_FIELD, "%s: no field %s", rec->fmt->name, f);
+    return false;
+}
+
+static int decode_mce(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
+{
+    struct nt_mce_record m = { .cpuvendor = NT_X86_VENDOR_UNKNOWN };
+    uint64_t v;
+    bool ok = read_u64(r, rec, "status", &m.status) & read_u64(r, rec, "addr", &m.addr) &
+              read_u64(r, rec, "misc", &m.misc);
+    read_u64(r, rec, "mcgstatus", &m.mcgstatus);
+    if (nt_ras_record_u64(rec, "bank", &v) == 0) m.bank = (uint8_t)v;
+    if (nt_ras_record_u64(rec, "cpu", &v) == 0) m.cpu = (uint32_t)v;
+    if (nt_ras_record_u64(rec, "socketid", &v) == 0) m.socketid = (uint32_t)v;
+    if (nt_ras_record_u64(rec, "cpuvendor", &v) == 0) m.cpuvendor = (int)v;
+    if (!ok)
+        return -EBADMSG;
+    nt_mce_decode(&m, realtime_usec(), ev);
+    return 0;
+}
+
+static int decode_edac(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
+{
+    struct nt_edac_record e = { .top_layer = -1, .middle_layer = -1, .lower_layer = -1 };
+    uint64_t v;
+    if (!read_u64(r, rec, "error_type", &v))
+        return -EBADMSG;
+    e.error_type = (uint32_t)v;
+    if (nt_ras_record_u64(rec, "error_count", &v) == 0) e.error_count = (uint32_t)v;
+    if (nt_ras_record_u64(rec, "address", &v) == 0) e.address = v;
+    if (nt_ras_record_u64(rec, "grain_bits", &v) == 0) e.grain_bits = (uint32_t)v;
+    nt_ras_record_str(rec, "label", &e.label);
+    nt_ras_record_str(rec, "msg", &e.msg);
+    nt_edac_decode(&e, realtime_usec(), ev);
+    return 0;
+}
+
+static int decode_memfail(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
+{
+    struct nt_memfail_record mf = { 0 };
+    uint64_t v;
+    if (!read_u64(r, rec, "pfn", &mf.pfn))
+        return -EBADMSG;
+    if (nt_ras_record_u64(rec, "type", &v) == 0) mf.type = (int)v;
+    if (nt_ras_record_u64(rec, "result", &v) == 0) mf.result = (int)v;
+    nt_memfail_decode(&mf, realtime_usec(), ev);
+    return 0;
+}
+
+static void on_record(const struct nt_ras_record *rec, void *userdata)
+{
+    struct nt_rasd *r = userdata;
+    if (r->nr_batch == r->cap_batch) {
+        size_t cap = r->cap_batch ? 2 * r->cap_batch : 64;
+        struct nt_ras_event *v = realloc(r->batch, cap * sizeof(*v));
+        if (!v)
+            return;
+        r->batch = v;
+        r->cap_batch = cap;
+    }
+    struct nt_ras_event *ev = &r->batch[r->nr_batch];
+    memset(ev, 0, sizeof(*ev));
+    int ret = -ENOTSUP;
+    if (strcmp(rec->fmt->name, "mce_record") == 0)
+        ret = decode_mce(r, rec, ev);
+    else if (strcmp(rec->fmt->name, "mc_event") == 0)
+        ret = decode_edac(r, rec, ev);
+    else if (strcmp(rec->fmt->name, "memory_failure_event") == 0)
+        ret = decode_memfail(r, rec, ev);
+    if (ret < 0) {
+        r->decoded_bad++;
+        return;
+    }
+    r->events++;
+    r->nr_batch++;
+}
+
+static int on_trace_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+    (void)s;
+    (void)fd;
+    (void)revents;
+    struct nt_rasd *r = userdata;
+    const struct nt_ras_cpu_reader *rd;
+    size_t n;
+    rd = nt_ras_trace_readers(r->trace, &n);
+    for (size_t i = 0; i < n; i++)
+        if (rd[i].fd == fd) {
+            nt_ras_trace_read(r->trace, rd[i].cpu, PAGES_PER_TURN, on_record, r);
+            break;
+        }
+    flush_batch(r);
+    return 0;
+}
+
+/* ---- setup -------------------------------------------------------------------- */
+
+static void drop_io(struct nt_rasd *r)
+{
+    for (size_t i = 0; i < r->nr_io; i++)
+        sd_event_source_disable_unref(r->io[i]);
+    free(r->io);
+    r->io = NULL;
+    r->nr_io = 0;
+}
+
+static int add_io(struct nt_rasd *r)
+{
+    size_t n;
+    const struct nt_ras_cpu_reader *rd = nt_ras_trace_readers(r->trace, &n);
+    r->io = calloc(n ? n : 1, sizeof(*r->io));
+    if (!r->io)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        int ret = sd_event_add_io(r->event, &r->io[i], rd[i].fd, EPOLLIN, on_trace_fd, r);
+        if (ret < 0)
+            return ret;
+        r->nr_io++;
+    }
+    return 0;
+}
+
+static void open_trace(struct nt_rasd *r)
+{
+    int ret = nt_ras_trace_open(r->root, &r->trace);
+    if (ret < 0) {
+        if (ret == -ENOENT)
+            snprintf(r->trace_why, sizeof(r->trace_why),
+                     "tracefs is not mounted (at /sys/kernel/tracing or /sys/kernel/debug/tracing)");
+        else
+            snprintf(r->trace_why, sizeof(r->trace_why), "tracefs: %s", strerror(-ret));
+        log_warning("ras: %s; corrected errors are not watched", r->trace_why);
+        return;
+    }
+    for (size_t i = 0; i < nt_ras_trace_n_missing(r->trace); i++)
+        log_info("ras: event %s is not in this kernel", nt_ras_trace_missing(r->trace, i));
+    ret = add_io(r);
+    if (ret < 0)
+        log_warning("ras: cannot poll trace_pipe_raw: %s", strerror(-ret));
+}
+
+static void open_ledger(struct nt_rasd *r, const char *path)
+{
+    /* The unit's StateDirectory makes the directory; by hand it may not exist. */
+    _cleanup_free_ char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        (void)mkdir(dir, 0700);
+    }
+    int ret = nt_ledger_open(path, NULL, &r->ledger, r->ledger_why, sizeof(r->ledger_why));
+    if (ret < 0) {
+        log_error("ras: ledger %s: %s; events are handled in memory only", path, r->ledger_why);
+        r->ledger = NULL;
+    }
+}
+
+/* An intent without a result: the daemon died between the two. Look at the
+ * frame instead of writing again blindly. */
+static int on_pending(const struct nt_ledger_action *a, void *userdata)
+{
+    struct nt_rasd *r = userdata;
+    if (!a->has_pfn || strcmp(a->kind, "soft_offline") != 0)
+        return 0;
+    bool poisoned = frame_poisoned(r, a->pfn);
+    log_notice("ras: frame 0x%" PRIx64 ": an offline was under way when numatierd stopped; it is %s", a->pfn,
+               poisoned ? "offline" : "not offline: retrying");
+    nt_ledger_frame_result(r->ledger, a->pfn, poisoned ? NT_FRAME_OFFLINED : NT_FRAME_TRIGGERED,
+                           poisoned ? "found offline after a restart" : "interrupted: retry",
+                           0, poisoned ? 0 : realtime_usec(), realtime_usec());
+    return 0;
+}
+
+static int on_triggered(const struct nt_ledger_frame *f, void *userdata)
+{
+    struct nt_rasd *r = userdata;
+    struct frame_slot *s = frame_get(r, f->pfn);
+    if (s && f->next_retry_usec) {
+        s->f.state = NT_ECC_FRAME_PENDING;
+        s->f.next_try_usec = f->next_retry_usec;
+    }
+    return 0;
+}
+
+static int on_offlined(const struct nt_ledger_frame *f, void *userdata)
+{
+    struct nt_rasd *r = userdata;
+    struct frame_slot *s = frame_get(r, f->pfn);
+    if (!s || frame_poisoned(r, f->pfn))
+        return 0;
+    s->f.state = NT_ECC_FRAME_PENDING;
+    soft_offline(r, s, 0, "re-offline after reboot");
+    return 0;
+}
+
+static void recover(struct nt_rasd *r)
+{
+    if (!r->ledger)
+        return;
+    nt_ledger_pending(r->ledger, on_pending, r);
+    nt_ledger_frames(r->ledger, NT_FRAME_MASK(NT_FRAME_TRIGGERED), on_triggered, r);
+    if (r->reoffline)
+        nt_ledger_frames_offlined(r->ledger, on_offlined, r);
+}
+
+int nt_rasd_new(sd_event *ev, const char *root, const struct nt_config *cfg, struct nt_rasd **out)
+{
+    struct nt_rasd *r = calloc(1, sizeof(*r));
+    if (!r || !(r->root = strdup(root ? root : "/"))) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->event = sd_event_ref(ev);
+    params_from(r, cfg);
+    if (cfg->ras) {
+        open_ledger(r, cfg->ledger_path);
+        recover(r);
+        open_trace(r);
+    } else {
+        snprintf(r->trace_why, sizeof(r->trace_why), "disabled by [ras] enabled = no");
+    }
+    *out = r;
+    return 0;
+}
+
+void nt_rasd_free(struct nt_rasd *r)
+{
+    if (!r)
+        return;
+    drop_io(r);
+    nt_ras_trace_close(r->trace, true);
+    nt_ledger_close(r->ledger);
+    sd_event_unref(r->event);
+    free(r->frames);
+    free(r->batch);
+    free(r->block_node);
+    free(r->root);
+    free(r);
+}
+
+void nt_rasd_reconfigure(struct nt_rasd *r, const struct nt_config *cfg)
+{
+    params_from(r, cfg);
+    if (r->block_size)
+        r->params.block_size = r->block_size;
+}
+
+void nt_rasd_cycle(struct nt_rasd *r, const struct nt_topology *topo, uint64_t now_usec)
+{
+    learn_blocks(r, topo);
+    (void)now_usec;                       /* the ledger wants wall time */
+    uint64_t now = realtime_usec();
+    for (size_t i = 0; i < r->nr_frames; i++)
+        if (nt_ecc_frame_due(&r->frames[i].f, now))
+            soft_offline(r, &r->frames[i], 0, "soft-offline retry");
+    if (r->trace) {
+        bool changed = false;
+        if (nt_ras_trace_rescan_cpus(r->trace, on_record, r, &changed) == 0 && changed) {
+            drop_io(r);
+            add_io(r);
+        }
+        flush_batch(r);
+    }
+    if (r->ledger && now - r->last_prune_usec >= 3600ull * 1000000) {
+        nt_ledger_prune(r->ledger, r->retention_usec, r->max_events, now);
+        r->last_prune_usec = now;
+    }
+}
+
+struct json_object *nt_rasd_status_json(const struct nt_rasd *r)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *ev = json_object_new_array();
+    for (size_t i = 0; r->trace && i < nt_ras_trace_n_events(r->trace); i++) {
+        const struct nt_trace_format *f = nt_ras_trace_event(r->trace, i);
+        char name[128];
+        snprintf(name, sizeof(name), "%s:%s", f->system, f->name);
+        json_object_array_add(ev, json_object_new_string(name));
+    }
+    json_object_object_add(o, "events_enabled", ev);
+    json_object_object_add(o, "unavailable", r->trace ? NULL : json_object_new_string(r->trace_why));
+    json_object_object_add(o, "ledger", r->ledger ? json_object_new_boolean(1) : json_object_new_string(r->ledger_why));
+    json_object_object_add(o, "events", json_object_new_uint64(r->events));
+    json_object_object_add(o, "undecodable", json_object_new_uint64(r->decoded_bad));
+    json_object_object_add(o, "lost", json_object_new_uint64(r->trace ? nt_ras_trace_lost(r->trace) : 0));
+    json_object_object_add(o, "offlined", json_object_new_uint64(r->offlined));
+    json_object_object_add(o, "failed", json_object_new_uint64(r->failed));
+    json_object_object_add(o, "retries", json_object_new_uint64(r->retries));
+    json_object_object_add(o, "ledger_errors", json_object_new_uint64(r->ledger_errors));
+    return o;
+}
+
+struct json_object *nt_rasd_ledger_json(struct nt_rasd *r, unsigned max_events, int *err)
+{
+    if (!r->ledger) {
+        *err = -ENOENT;
+        return NULL;
+    }
+    struct json_object *o = NULL;
+    *err = nt_ledger_to_json(r->ledger, max_events > LEDGER_JSON_EVENTS_MAX ? LEDGER_JSON_EVENTS_MAX : max_events,
+                             &o);
+    return *err < 0 ? NULL : o;
+}

@@ -1,0 +1,28 @@
+/* The RAS side of the daemon: corrected-error events from the tracefs
+ * instance -> decoders -> ledger -> ECC policy -> soft offline, with every
+ * step in the ledger and the journal. */
+#pragma once
+
+#include <stdint.h>
+
+struct json_object;
+struct nt_config;
+struct nt_rasd;
+typedef struct sd_event sd_event;
+
+/* Starts reading events. A machine without tracefs or the events, or a
+ * ledger that cannot be opened, is not fatal: RAS runs degraded and says
+ * why (status). Returns 0 or -ENOMEM. */
+int  nt_rasd_new(sd_event *ev, const char *root, const struct nt_config *cfg, struct nt_rasd **out);
+void nt_rasd_free(struct nt_rasd *r);
+static inline void nt_rasd_freep(struct nt_rasd **r) { nt_rasd_free(*r); }
+void nt_rasd_reconfigure(struct nt_rasd *r, const struct nt_config *cfg);
+/* Per cycle: due retries, CPU hotplug, pruning; topo (may be NULL) names
+ * the memory block and node of each address from now on. */
+struct nt_topology;
+void nt_rasd_cycle(struct nt_rasd *r, const struct nt_topology *topo, uint64_t now_usec);
+
+struct json_object *nt_rasd_status_json(const struct nt_rasd *r);
+/* `numatierctl ras`: the ledger's view (summary, offlined frames, recent
+ * events, pending retries). NULL with *err set on failure. */
+struct json_object *nt_rasd_ledger_json(struct nt_rasd *r, unsigned max_events, int *err);
