@@ -26,6 +26,9 @@ static void print_daemon(struct json_object *d)
         printf("RAS: %" PRId64 " events (%" PRId64 " undecodable, %" PRId64 " lost); %" PRId64 " frames offlined, %"
                PRId64 " failed, %" PRId64 " retries\n", jint(d, "events"), jint(d, "undecodable"), jint(d, "lost"),
                jint(d, "offlined"), jint(d, "failed"), jint(d, "retries"));
+    const char *others = jstr(d, "coexisting", NULL);
+    if (others)
+        printf("Also handling corrected errors here: %s (see numatierd(8))\n", others);
     struct json_object *ledger = member(d, "ledger");
     if (ledger && json_object_is_type(ledger, json_type_string))
         printf("Ledger: unavailable: %s\n", json_object_get_string(ledger));

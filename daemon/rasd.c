@@ -3,6 +3,8 @@
  * event is in the ledger (acknowledged) before the policy sees it, the
  * intent is committed before the write to soft_offline_page, and the
  * result is recorded after the kernel answered. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +25,7 @@
 #include "numatier/ras-trace.h"
 #include "numatier/ras.h"
 #include "numatier/rasd.h"
+#include "numatier/strbuf.h"
 #include "numatier/topology.h"
 #include "numatier/util.h"
 
@@ -61,6 +64,7 @@ struct nt_rasd {
     size_t nr_batch, cap_batch;
     uint64_t events, decoded_bad, offlined, failed, retries, ledger_errors;
     uint64_t last_prune_usec;
+    char coexist[256];                /* other RAS handlers found at startup */
     int *block_node;                  /* [nr_blocks]: node of memory block i, -1 unknown */
     size_t nr_blocks;
     uint64_t block_size;
@@ -474,6 +478,44 @@ static void open_ledger(struct nt_rasd *r, const char *path)
     }
 }
 
+/* Is a process with this comm running? */
+static bool running(const char *root, const char *comm)
+{
+    _cleanup_closedir_ DIR *d = nt_opendir_below(root, "/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+        _cleanup_free_ char *c = NULL;
+        if (nt_read_file(root, path, &c) == 0 && strcmp(c, comm) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Others that handle corrected errors too. None of them stops numatierd:
+ * it says what it found and what that means. */
+static void detect_coexistence(struct nt_rasd *r)
+{
+    _cleanup_free_ char *cec = nt_path_join(r->root, "/sys/kernel/debug/ras/cec");
+    _cleanup_free_ char *cmdline = NULL;
+    bool cec_off = nt_read_file(r->root, "/proc/cmdline", &cmdline) == 0 && strstr(cmdline, "ras=cec_disable");
+    if (cec && access(cec, F_OK) == 0 && !cec_off) {
+        nt_appendf(r->coexist, sizeof(r->coexist), "%sRAS_CEC", r->coexist[0] ? ", " : "");
+        log_warning("ras: the kernel's corrected-errors collector (RAS_CEC) is active: it offlines frames "
+                    "itself and hides their errors from tracefs; boot with ras=cec_disable to let numatierd decide");
+    }
+    static const char *const others[] = { "mcelog", "rasdaemon" };
+    for (size_t i = 0; i < NT_ARRAY_SIZE(others); i++)
+        if (running(r->root, others[i])) {
+            nt_appendf(r->coexist, sizeof(r->coexist), "%s%s", r->coexist[0] ? ", " : "", others[i]);
+            log_warning("ras: %s is running: if it also offlines pages, frames may be handled twice "
+                        "(see numatierd(8), Corrected memory errors)", others[i]);
+        }
+}
+
 /* An intent without a result: the daemon died between the two. Look at the
  * frame instead of writing again blindly. */
 static int on_pending(const struct nt_ledger_action *a, void *userdata)
@@ -532,6 +574,7 @@ int nt_rasd_new(sd_event *ev, const char *root, const struct nt_config *cfg, str
     r->event = sd_event_ref(ev);
     params_from(r, cfg);
     if (cfg->ras) {
+        detect_coexistence(r);
         open_ledger(r, cfg->ledger_path);
         recover(r);
         open_trace(r);
@@ -599,6 +642,7 @@ struct json_object *nt_rasd_status_json(const struct nt_rasd *r)
     json_object_object_add(o, "events_enabled", ev);
     json_object_object_add(o, "unavailable", r->trace ? NULL : json_object_new_string(r->trace_why));
     json_object_object_add(o, "ledger", r->ledger ? json_object_new_boolean(1) : json_object_new_string(r->ledger_why));
+    json_object_object_add(o, "coexisting", r->coexist[0] ? json_object_new_string(r->coexist) : NULL);
     json_object_object_add(o, "events", json_object_new_uint64(r->events));
     json_object_object_add(o, "undecodable", json_object_new_uint64(r->decoded_bad));
     json_object_object_add(o, "lost", json_object_new_uint64(r->trace ? nt_ras_trace_lost(r->trace) : 0));

@@ -27,8 +27,16 @@ hc() { awk '/HardwareCorrupted/ { print $2 }' /proc/meminfo; }
 HC0=$(hc)
 echo "memhog $PID: first page in frame $pfn (address $ADDR); HardwareCorrupted ${HC0} kB"
 
+# A stand-in rasdaemon (a script's comm is its file name): numatierd must
+# notice it, say so, and carry on.
+printf '#!/bin/sh\nwhile :; do sleep 1; done\n' > /tmp/rasdaemon && chmod +x /tmp/rasdaemon
+/tmp/rasdaemon 3>&- &
+FAKE=$!
 start_daemon "[procs]" "include_comm = nothing" "[ras]" "ledger = /tmp/ledger.db"
 numatierctl ras | head -n 3
+numatierctl ras --json | grep -q '"coexisting": "rasdaemon"' || fail "the running rasdaemon was not noticed"
+grep -q "rasdaemon is running" "$NT_DAEMON_LOG" || fail "no warning about rasdaemon in the log"
+kill "$FAKE"
 
 # VAL|EN|MISCV|ADDRV, no UC, memory-read MCACOD; MISC 0x8c: physical, LSB 12.
 inject() { host mce 0 8 0x9c0000000000009f 0 "$ADDR" 0x8c >/dev/null || fail "host mce injection failed"; }
