@@ -1,0 +1,48 @@
+#!/bin/sh
+# topology: 2node
+# cpu: max,vendor=GenuineIntel
+# append: ras=cec_disable
+# timeout: 120
+#
+# ECC, first part of scenario c): numatierd is killed with SIGKILL after it
+# soft-offlined a frame, and started again on the same ledger. The ledger
+# is consistent (every event still there, the frame offlined, one attempt),
+# the restart does not act on the frame again (re-offline sees it is
+# already poisoned), and a further error on that frame changes nothing.
+# (The storm and the kill during it are still to come.)
+. /lib/numatier-vm.sh
+
+for f in /sys/devices/system/machinecheck/machinecheck*/check_interval; do echo 1 > "$f"; done
+start_memhog --mib 8 --hot-pct 0
+pfn=$(state_get "$MEMHOG_STATE" pfn0)
+ADDR=$(printf '0x%x' $((pfn * 4096)))
+hc() { awk '/HardwareCorrupted/ { print $2 }' /proc/meminfo; }
+HC0=$(hc)
+inject() { host mce 0 8 0x9c0000000000009f 0 "$ADDR" 0x8c >/dev/null || fail "host mce injection failed"; }
+conf() { start_daemon "[procs]" "include_comm = nothing" "[ras]" "ledger = /tmp/ledger.db"; }
+seen_events() { numatierctl ras --json | awk '/"stats"/ { s = 1 } s && /"events":/ { gsub(/,/, "", $2); print $2; exit }'; }
+attempts() { numatierctl ras --json | awk '/"offlined"/ { o = 1 } o && /"attempts":/ { gsub(/,/, "", $2); print $2; exit }'; }
+offlined() { numatierctl ras --json | grep -q '"state": "offlined"'; }
+
+conf
+inject; sleep 2; inject
+wait_until 30 offlined || fail "frame not offlined after two errors: $(numatierctl ras)"
+before=$(seen_events)
+echo "before the kill: $before events in the ledger, attempts $(attempts), HardwareCorrupted $(hc) kB"
+
+kill -KILL "$NT_DAEMON_PID"; wait "$NT_DAEMON_PID" 2>/dev/null
+conf
+numatierctl ras | tee /tmp/ras.txt
+after=$(seen_events)
+[ "$after" -eq "$before" ] || fail "ledger events $before before the kill, $after after"
+offlined || fail "the frame is no longer offlined after the restart"
+[ "$(attempts)" = 1 ] || fail "the frame was acted on again: $(attempts) attempts"
+[ "$(hc)" -eq $((HC0 + 4)) ] || fail "HardwareCorrupted is $(hc) kB, expected $((HC0 + 4))"
+
+inject
+wait_until 20 sh -c '[ "$(numatierctl ras --json | awk "/\"stats\"/ { s = 1 } s && /\"events\":/ { gsub(/,/, \"\", \$2); print \$2; exit }")" -gt '"$after"' ]' ||
+    fail "the error after the restart was not recorded"
+sleep 2
+[ "$(attempts)" = 1 ] || fail "a new error on an offlined frame started another attempt"
+[ "$(hc)" -eq $((HC0 + 4)) ] || fail "HardwareCorrupted changed again: $(hc) kB"
+pass
