@@ -286,16 +286,26 @@ static int check_identity(struct nt_ledger *l, bool *fresh)
     return 0;
 }
 
+/* Run a PRAGMA that answers one text row; *out lives as long as *s. */
+static int pragma_text(struct nt_ledger *l, const char *sql, sqlite3_stmt **s, const char **out)
+{
+    int r = prepare(l, sql, s);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(*s);
+    if (rc != SQLITE_ROW)
+        return db_fail(l, rc);
+    *out = col_text(*s, 0);
+    return 0;
+}
+
 static int quick_check(struct nt_ledger *l)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(l, "PRAGMA quick_check(1)", &s);
+    const char *res;
+    int r = pragma_text(l, "PRAGMA quick_check(1)", &s, &res);
     if (r < 0)
         return r;
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW)
-        return db_fail(l, rc);
-    const char *res = col_text(s, 0);
     if (res && strcmp(res, "ok") == 0)
         return 0;
     /* one line for the log: "*** in database main ***\nPage 3: ..." */
@@ -309,13 +319,10 @@ static int quick_check(struct nt_ledger *l)
 static int set_journal_wal(struct nt_ledger *l)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(l, "PRAGMA journal_mode=WAL", &s);
+    const char *mode;
+    int r = pragma_text(l, "PRAGMA journal_mode=WAL", &s, &mode);
     if (r < 0)
         return r;
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW)
-        return db_fail(l, rc);
-    const char *mode = col_text(s, 0);
     if (!mode || strcmp(mode, "wal") != 0)
         return set_err(l, -ENOTSUP, "cannot use WAL journal (got %s)", mode ? mode : "?");
     return 0;

@@ -356,27 +356,32 @@ static int record_field(const struct nt_ras_record *r, const char *name, const s
     return 0;
 }
 
+/* A scalar field's raw bits, and the field. */
+static int read_scalar(const struct nt_ras_record *r, const char *name, const struct nt_trace_field **f,
+                       uint64_t *v)
+{
+    int e = record_field(r, name, f);
+    if (e < 0)
+        return e;
+    if ((*f)->kind != NT_TRACE_FIELD_SCALAR)
+        return -EINVAL;
+    *v = read_uint(r->data + (*f)->offset, (*f)->size);
+    return 0;
+}
+
 int nt_ras_record_u64(const struct nt_ras_record *r, const char *field, uint64_t *out)
 {
     const struct nt_trace_field *f;
-    int e = record_field(r, field, &f);
-    if (e < 0)
-        return e;
-    if (f->kind != NT_TRACE_FIELD_SCALAR)
-        return -EINVAL;
-    *out = read_uint(r->data + f->offset, f->size);
-    return 0;
+    return read_scalar(r, field, &f, out);
 }
 
 int nt_ras_record_s64(const struct nt_ras_record *r, const char *field, int64_t *out)
 {
     const struct nt_trace_field *f;
-    int e = record_field(r, field, &f);
+    uint64_t v;
+    int e = read_scalar(r, field, &f, &v);
     if (e < 0)
         return e;
-    if (f->kind != NT_TRACE_FIELD_SCALAR)
-        return -EINVAL;
-    uint64_t v = read_uint(r->data + f->offset, f->size);
     unsigned bits = f->size * 8;
     if (f->is_signed && bits < 64 && (v >> (bits - 1)) & 1)
         v |= ~0ULL << bits;
