@@ -663,20 +663,6 @@ int nt_ras_trace_decode_page(struct nt_ras_trace *t, unsigned cpu, const uint8_t
 
 /* ---- the instance ---------------------------------------------------------------- */
 
-static int write_str(const char *dir, const char *rel, const char *val)
-{
-    _cleanup_free_ char *path = nt_path_join(dir, rel);
-    if (!path)
-        return -ENOMEM;
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t n = strlen(val);
-    ssize_t w = write(fd, val, n);
-    if (w < 0)
-        return -errno;
-    return (size_t)w == n ? 0 : -EIO;
-}
 
 static bool is_dir(const char *root, const char *path)
 {
@@ -731,7 +717,7 @@ static int enable_event(struct nt_ras_trace *t, const char *ev)
         return r == -ENOMEM ? r : add_missing(t, ev);
     }
     snprintf(rel, sizeof(rel), "%s/events/%s/enable", t->inst, ev);
-    r = write_str(t->tracefs, rel, "1");
+    r = nt_write_file(t->tracefs, rel, "1");
     if (r < 0) {
         log_warning("ras-trace: cannot enable %s: %s", ev, strerror(-r));
         nt_trace_format_done(f);
@@ -771,7 +757,7 @@ static int make_instance(struct nt_ras_trace *t)
     snprintf(rel, sizeof(rel), "%s/buffer_percent", t->inst);
     /* Poll on trace_pipe_raw waits for buffer_percent (default 50) of the
      * buffer to fill; we want each corrected error as it comes. */
-    int r = write_str(t->tracefs, rel, "0");
+    int r = nt_write_file(t->tracefs, rel, "0");
     if (r < 0 && r != -ENOENT)
         log_warning("ras-trace: cannot set buffer_percent: %s; events may arrive late", strerror(-r));
     return 0;
@@ -820,7 +806,7 @@ void nt_ras_trace_close(struct nt_ras_trace *t, bool remove)
     for (size_t i = 0; i < t->n_events; i++) {
         char rel[256];
         snprintf(rel, sizeof(rel), "%s/events/%s/%s/enable", t->inst, t->events[i].system, t->events[i].name);
-        int r = write_str(t->tracefs, rel, "0");
+        int r = nt_write_file(t->tracefs, rel, "0");
         if (r < 0)
             log_warning("ras-trace: cannot disable %s/%s: %s", t->events[i].system, t->events[i].name,
                         strerror(-r));

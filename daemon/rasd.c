@@ -177,16 +177,9 @@ static bool frame_poisoned(const struct nt_rasd *r, uint64_t pfn)
 /* 0 or -errno, as the kernel answered the write. */
 static int write_soft_offline(const struct nt_rasd *r, uint64_t addr)
 {
-    _cleanup_free_ char *path = nt_path_join(r->root, SOFT_OFFLINE_PATH);
-    int fd = path ? open(path, O_WRONLY | O_CLOEXEC) : -1;
-    if (fd < 0)
-        return -errno;
     char buf[32];
-    int len = snprintf(buf, sizeof(buf), "0x%" PRIx64, addr);
-    ssize_t n = write(fd, buf, (size_t)len);
-    int err = n < 0 ? -errno : 0;
-    close(fd);
-    return err;
+    snprintf(buf, sizeof(buf), "0x%" PRIx64, addr);
+    return nt_write_file(r->root, SOFT_OFFLINE_PATH, buf);
 }
 
 static enum nt_frame_state ledger_state_of(const struct nt_ecc_outcome *o, bool already)

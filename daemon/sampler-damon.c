@@ -98,18 +98,9 @@ static int attr_write(const struct nt_damon *d, const char *path, const char *va
         if (r < 0)
             return r;
     }
-    _cleanup_free_ char *full = nt_path_join(d->root, path);
-    if (!full)
-        return -ENOMEM;
-    _cleanup_close_ int fd = open(full, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t len = strlen(value);
-    ssize_t n = write(fd, value, len);
-    if (n < 0)
-        return -errno;
-    if ((size_t)n != len)
-        return -EIO;
+    int r = nt_write_file(d->root, path, value);
+    if (r < 0)
+        return r;
     if (d->hook)
         d->hook(path, value, true, d->hook_userdata);
     return 0;

@@ -62,6 +62,21 @@ int nt_read_file(const char *root, const char *path, char **out)
     return 0;
 }
 
+int nt_write_file(const char *root, const char *path, const char *value)
+{
+    _cleanup_free_ char *full = nt_path_join(root, path);
+    if (!full)
+        return -ENOMEM;
+    _cleanup_close_ int fd = open(full, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
 int nt_read_u64(const char *root, const char *path, uint64_t *out)
 {
     _cleanup_free_ char *s = NULL;

@@ -34,6 +34,11 @@ char *nt_path_join(const char *root, const char *path);
  * (trailing newline stripped). Returns 0 or negative errno. */
 int nt_read_file(const char *root, const char *path, char **out);
 
+/* Write value to a sysfs/tracefs/procfs file below root in one write(),
+ * as such files take it; a short write is a failure. Returns 0 or
+ * negative errno (the kernel's answer to the write). */
+int nt_write_file(const char *root, const char *path, const char *value);
+
 /* opendir() of a path below root; NULL with errno set on failure. */
 DIR *nt_opendir_below(const char *root, const char *path);
 
