@@ -100,6 +100,17 @@ struct nt_ras_event {
             uint64_t pfn;
             int type, result;   /* the kernel's enum mf_action_page_type / mf_result */
         } mf;
+        struct {                /* cxl_general_media, cxl_dram: see cxl-decode.h */
+            uint64_t dpa, hpa, serial;  /* hpa NT_CXL_HPA_INVALID: none */
+            uint32_t hdr_flags;
+            uint16_t validity_flags;
+            uint8_t descriptor, type, transaction_type, dpa_flags;
+            int log;
+            int channel, rank;          /* -1 not valid */
+            int device;                 /* general media; -1 not valid */
+            int bank_group, bank, row, column;  /* dram; -1 not valid */
+            char memdev[32], region[32];        /* "" unknown / none */
+        } cxl;
     } u;
 };
 
