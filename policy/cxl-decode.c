@@ -180,18 +180,9 @@ static void cxl_detail(const struct nt_cxl_record *r, struct nt_ras_event *ev)
         DETAIL(ev, " serial 0x%" PRIx64, r->serial);
 }
 
-static void event_init(struct nt_ras_event *ev, enum nt_ras_source src, uint64_t time_usec)
-{
-    memset(ev, 0, sizeof(*ev));
-    ev->time_usec = time_usec;
-    ev->source = src;
-    ev->count = 1;
-    ev->cpu = ev->socket = ev->bank = ev->node = -1;
-}
-
 int nt_cxl_decode(const struct nt_cxl_record *r, uint64_t time_usec, struct nt_ras_event *ev)
 {
-    event_init(ev, r->kind, time_usec);
+    nt_ras_event_init(ev, r->kind, time_usec);
     if (!is_cxl_kind(r->kind)) {
         UNUSABLE(ev, "not a CXL media event (source %d)", (int)r->kind);
         DETAIL(ev, "CXL: unknown record kind");

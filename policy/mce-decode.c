@@ -80,7 +80,7 @@ const char *nt_mf_result_name(int result)
 #define DETAIL(ev, ...) nt_appendf((ev)->detail, sizeof((ev)->detail), __VA_ARGS__)
 #define UNUSABLE(ev, ...) nt_appendf((ev)->why_unusable, sizeof((ev)->why_unusable), __VA_ARGS__)
 
-static void event_init(struct nt_ras_event *ev, enum nt_ras_source src, uint64_t time_usec)
+void nt_ras_event_init(struct nt_ras_event *ev, enum nt_ras_source src, uint64_t time_usec)
 {
     memset(ev, 0, sizeof(*ev));
     ev->time_usec = time_usec;
@@ -238,7 +238,7 @@ static void mce_detail(const struct nt_mce_record *r, struct nt_ras_event *ev)
 
 int nt_mce_decode(const struct nt_mce_record *r, uint64_t time_usec, struct nt_ras_event *ev)
 {
-    event_init(ev, NT_RAS_MCE, time_usec);
+    nt_ras_event_init(ev, NT_RAS_MCE, time_usec);
     ev->cpu = (int)r->cpu;
     ev->socket = (int)r->socketid;
     ev->bank = r->bank;
@@ -288,7 +288,7 @@ static void edac_address(const struct nt_edac_record *r, struct nt_ras_event *ev
 
 int nt_edac_decode(const struct nt_edac_record *r, uint64_t time_usec, struct nt_ras_event *ev)
 {
-    event_init(ev, NT_RAS_EDAC, time_usec);
+    nt_ras_event_init(ev, NT_RAS_EDAC, time_usec);
     ev->severity = r->error_type <= NT_RAS_SEV_INFO ? (enum nt_ras_severity)r->error_type
                                                     : NT_RAS_SEV_INFO;
     ev->corrected = ev->severity == NT_RAS_SEV_CORRECTED;
@@ -322,7 +322,7 @@ int nt_edac_decode(const struct nt_edac_record *r, uint64_t time_usec, struct nt
 
 int nt_memfail_decode(const struct nt_memfail_record *r, uint64_t time_usec, struct nt_ras_event *ev)
 {
-    event_init(ev, NT_RAS_MEMORY_FAILURE, time_usec);
+    nt_ras_event_init(ev, NT_RAS_MEMORY_FAILURE, time_usec);
     ev->severity = NT_RAS_SEV_UNCORRECTED;
     ev->memory_error = true;
     ev->u.mf.pfn = r->pfn;

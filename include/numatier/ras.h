@@ -121,6 +121,8 @@ static inline bool nt_ras_event_usable(const struct nt_ras_event *ev)
 }
 
 /* "mce", "edac", "memory_failure", "cxl_general_media", "cxl_dram"; "?" else. */
+/* An empty event of src at time_usec: count 1, cpu/socket/bank/node -1. */
+void nt_ras_event_init(struct nt_ras_event *ev, enum nt_ras_source src, uint64_t time_usec);
 const char *nt_ras_source_name(enum nt_ras_source s);
 /* "corrected", "uncorrected", "deferred", "fatal", "info"; "?" else. */
 const char *nt_ras_severity_name(enum nt_ras_severity s);
