@@ -36,6 +36,34 @@
  *      (movable when their valid_zones includes Movable, else the kernel's
  *      default); online ones are skipped; no capacity or binding checks.
  *
+ * Details the rules leave open, as policy/offline-plan.c settles them:
+ *   - Every named block id must exist, or the plan is refused (no-targets)
+ *     naming the missing ones: a typo must not offline the rest. An id
+ *     named twice counts once. A target block with node -1 is impossible.
+ *   - Zones are whole words of valid_zones; "" (unreadable) is may-fail.
+ *   - Drain offlines nothing, so zones do not refuse it: every online block
+ *     of the node is DO ("stays online"), offline ones SKIP. A node with
+ *     CPUs but no blocks can be drained (threads only); a node with
+ *     neither is no-targets; one with no online memory and no CPUs is
+ *     nothing-to-do. A CPU-less node needs no cpu_node (it stays -1).
+ *   - Memory from several source nodes: each source's bytes go nearest-
+ *     first from that source, all drawing on the same room. A partly
+ *     targeted source is its own nearest destination, so a dest may name
+ *     a node the memory already sits on: the kernel's offline migrates it
+ *     within the node, and move_pages to that node would be a no-op.
+ *   - dests is filled only when the memory fits; room_bytes whenever
+ *     capacity was checked.
+ *   - Rebinds go to dests[0]; with nothing in use to move, to the node the
+ *     first emptied node's memory would go to first. With no such node
+ *     the plan is refused (bound-processes) even with force. Only procs
+ *     with bound set and a non-empty mems count.
+ *   - Steps order: may-fail, do, impossible, skip; offline and drain by
+ *     descending id within each, online by ascending id.
+ *   - A refused plan keeps its steps (with reasons) for the operator.
+ *   - On -EINVAL message says what was malformed (both or neither of
+ *     target_node and block_ids, drain by block ids, block_size 0, a node
+ *     or block id listed twice, node ids out of range); arrays stay NULL.
+ *
  * All sizes are bytes. Arrays in nt_offline_input are borrowed. */
 #pragma once
 
