@@ -71,6 +71,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBNT)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $< $(LIBNT) $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
 
+# tests/unit/test-cli-X.c tests cli/X.c, which is not in libnumatier: link
+# that one object too (make picks this rule over the one above: shorter stem).
+$(BUILD)/tests/test-cli-%: tests/unit/test-cli-%.c $(BUILD)/cli/%.o $(LIBNT)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Icli $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $< $(BUILD)/cli/$*.o $(LIBNT) $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
 $(BUILD)/bench/%: bench/%.c $(LIBNT)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< $(LIBNT) $(LDLIBS_ALL) -o $@

@@ -1,7 +1,9 @@
 /* numatierctl: the operator's view of numatierd.
  *
  * Exit codes: 0 success, 1 the request failed, 2 usage error,
- * 3 the daemon cannot be reached, 4 permission denied, 5 no such process. */
+ * 3 the daemon cannot be reached, 4 permission denied, 5 no such process,
+ * 6 an offline/online/drain plan was refused, 7 a job failed and was
+ * rolled back completely, 130 Ctrl-C while following a job. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -29,8 +31,17 @@ static void usage(FILE *f)
             "                       per node, thread nodes; KEY: rma lma ratio pid comm rss cpu\n"
             "  explain PID          the last placement decision about PID, with its numbers\n"
             "  plan                 placement actions this cycle and those waiting\n"
-            "  ras                  corrected memory errors: per node and block, offlined frames, recent events\n"
+            "  ras [--check]        corrected memory errors: per node and block, offlined frames, recent events;\n"
+            "                       --check also verifies the ledger (exit 1 if it has problems)\n"
             "  restore PID          give PID back the CPU affinity numatierd changed (root only)\n"
+            "  offline TARGET [OPTS] take memory out of service: plan, evacuate, offline, roll back\n"
+            "                       on failure (root only); TARGET: block N[-M] | range START-END | node N\n"
+            "  online TARGET [OPTS] bring the blocks back online, restoring rebinds (root only)\n"
+            "  drain node N [OPTS]  move threads and memory off node N for maintenance (root only)\n"
+            "                       OPTS: --dry-run (show the plan, change nothing), --timeout SECS\n"
+            "                       (whole job), --wait (default) | --detach, --force (rebind processes\n"
+            "                       bound to the target), --no-rollback (offline/online)\n"
+            "  jobs [ID [--wait]]   running and recent offline/online/drain jobs; one in detail\n"
             "  mode [enforce|advise] show the mode, or switch it until the next reload (root only)\n"
             "  config               the daemon's effective configuration\n"
             "  reload               re-read the configuration (root only)\n\n"
@@ -42,7 +53,9 @@ static void usage(FILE *f)
             "  -h, --help           show this help\n"
             "      --version        show the version\n\n"
             "Exit status: 0 success, 1 request failed, 2 usage error,\n"
-            "3 daemon unreachable, 4 permission denied, 5 no such process.\n",
+            "3 daemon unreachable, 4 permission denied, 5 no such process,\n"
+            "6 refused by the plan (nothing changed), 7 job failed and fully rolled back,\n"
+            "130 stopped following a job with Ctrl-C (the job goes on).\n",
             NT_DEFAULT_SOCKET);
 }
 
@@ -445,6 +458,10 @@ int main(int argc, char **argv)
         return cmd_ras(&o, argc, argv);
     if (strcmp(cmd, "restore") == 0)
         return cmd_restore(&o, argc, argv);
+    if (strcmp(cmd, "offline") == 0 || strcmp(cmd, "online") == 0 || strcmp(cmd, "drain") == 0)
+        return cmd_offline(&o, argc, argv);
+    if (strcmp(cmd, "jobs") == 0)
+        return cmd_jobs(&o, argc, argv);
     if (strcmp(cmd, "mode") == 0 && argc <= 2)
         return cmd_mode(&o, argc, argv);
     if (strcmp(cmd, "config") == 0 && argc == 1)

@@ -13,6 +13,9 @@ enum {
     EXIT_UNREACHABLE = 3,
     EXIT_DENIED = 4,
     EXIT_NO_PROCESS = 5,
+    EXIT_REFUSED = 6,           /* offline/online/drain: the plan refused; nothing changed */
+    EXIT_ROLLED_BACK = 7,       /* the job failed or timed out and was rolled back completely */
+    EXIT_INTERRUPTED = 130,     /* Ctrl-C while following a job; the job goes on */
 };
 
 struct ctl_opts {
@@ -36,3 +39,6 @@ int cmd_explain(const struct ctl_opts *o, int argc, char **argv);
 int cmd_plan(const struct ctl_opts *o, int argc, char **argv);
 int cmd_restore(const struct ctl_opts *o, int argc, char **argv);
 int cmd_ras(const struct ctl_opts *o, int argc, char **argv);
+/* offline | online | drain (argv[0] says which), and jobs: cli/offline.c */
+int cmd_offline(const struct ctl_opts *o, int argc, char **argv);
+int cmd_jobs(const struct ctl_opts *o, int argc, char **argv);

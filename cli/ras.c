@@ -1,5 +1,6 @@
 /* numatierctl ras: corrected memory errors and what numatierd did. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <json-c/json.h>
@@ -75,15 +76,35 @@ static void print_events(struct json_object *events)
     }
 }
 
+/* The integrity verdict; false when the ledger has problems. */
+static bool print_integrity(struct json_object *c)
+{
+    struct json_object *ok = member(c, "ok"), *problems = member(c, "problems");
+    bool good = ok && json_object_get_boolean(ok);
+    if (!c)
+        printf("\nLedger check: the daemon did not check the ledger (an older numatierd?)\n");
+    else if (good)
+        printf("\nLedger check: ok (%" PRId64 " frames offline, %" PRId64 " successful soft offlines kept)\n",
+               jint(c, "frames_offline"), jint(c, "offlines_done"));
+    else
+        printf("\nLedger check: %zu problem(s):\n", length(problems));
+    for (size_t i = 0; i < length(problems); i++)
+        printf("  %s\n", json_object_get_string(json_object_array_get_idx(problems, i)));
+    return good;
+}
+
 int cmd_ras(const struct ctl_opts *o, int argc, char **argv)
 {
-    (void)argv;
-    if (argc != 1) {
-        fprintf(stderr, "numatierctl: usage: ras\n");
+    bool check = argc == 2 && strcmp(argv[1], "--check") == 0;
+    if (argc != 1 && !check) {
+        fprintf(stderr, "numatierctl: usage: ras [--check]\n");
         return EXIT_USAGE;
     }
-    struct json_object *resp = NULL, *result = NULL;
-    int rc = call_daemon_args(o, "ras", NULL, &resp, &result);
+    struct json_object *args = json_object_new_object(), *resp = NULL, *result = NULL;
+    if (check)
+        json_object_object_add(args, "check", json_object_new_boolean(1));
+    int rc = call_daemon_args(o, "ras", args, &resp, &result);
+    json_object_put(args);
     if (rc == EXIT_OK) {
         if (o->json) {
             print_json(result);
@@ -95,6 +116,10 @@ int cmd_ras(const struct ctl_opts *o, int argc, char **argv)
             print_frames("Pending retries", member(l, "pending_retries"));
             print_events(member(l, "recent_events"));
         }
+        /* A ledger with problems is a failure a script can see. */
+        struct json_object *integrity = member(result, "integrity");
+        if (check && !(o->json ? json_object_get_boolean(member(integrity, "ok")) : print_integrity(integrity)))
+            rc = EXIT_FAILED;
     }
     json_object_put(resp);
     return rc;

@@ -17,6 +17,7 @@
 
 #include "numatier/ecc.h"
 #include "numatier/config.h"
+#include "numatier/hotplug.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
 
@@ -39,6 +40,11 @@ static const struct nt_config_choice log_level_choices[] = {
 
 static const struct nt_config_choice ecc_action_choices[] = {
     { "off", NT_ECC_ACTION_OFF }, { "account", NT_ECC_ACTION_ACCOUNT }, { "soft", NT_ECC_ACTION_SOFT },
+    { NULL, 0 },
+};
+
+static const struct nt_config_choice restart_choices[] = {
+    { "rollback", NT_OFFLINE_RESTART_ROLLBACK }, { "resume", NT_OFFLINE_RESTART_RESUME },
     { NULL, 0 },
 };
 
@@ -220,6 +226,23 @@ const struct nt_config_key nt_config_keys[] = {
              "Events older than this are pruned from the ledger; frame states never are."),
     UINT("ras", "max_events", ledger_max_events, "1000", "100000000", "1000000",
          "Most event rows kept in the ledger; the oldest are pruned beyond it."),
+
+    DURATION("offline", "write_timeout", offline_write_timeout_usec, "1s", "1d", "2min",
+             "Longest one write to a memory block's state may take before it is interrupted."),
+    DURATION("offline", "timeout", offline_timeout_usec, "1s", "7d", "30min",
+             "Deadline of a whole offline/online/drain job, unless the request gives one."),
+    UINT("offline", "ebusy_retries", offline_ebusy_retries, "0", "100", "3",
+         "Retries of a block whose offline returned EBUSY before the job fails."),
+    DURATION("offline", "retry_backoff", offline_retry_backoff_usec, "0s", "1h", "2s",
+             "Wait before the first retry of a busy block; doubled for each further retry."),
+    BOOL("offline", "retry_timeouts", offline_retry_timeouts, "no",
+         "Retry a block whose write timed out like a busy one (each retry may take write_timeout again)."),
+    ENUM("offline", "on_restart", offline_on_restart, restart_choices, "rollback",
+         "A job found unfinished at startup: rollback puts its blocks back, resume carries it on."),
+    BOOL("offline", "allow_slow", offline_allow_slow, "yes",
+         "Slow tiers (CXL, PMEM) may receive the memory evacuated from offlined blocks."),
+    UINT("offline", "history", offline_history, "1", "1000", "20",
+         "Finished jobs that numatierctl jobs lists (the ledger keeps them all)."),
 };
 const size_t nt_config_nr_keys = NT_ARRAY_SIZE(nt_config_keys);
 _Static_assert(NT_ARRAY_SIZE(nt_config_keys) <= NT_CONFIG_MAX_KEYS, "raise NT_CONFIG_MAX_KEYS");

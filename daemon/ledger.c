@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "numatier/ledger.h"
+#include "numatier/ledger-jobs.h"
 #include "numatier/util.h"
 
 #define DEFAULT_BUSY_MS 5000
@@ -114,6 +115,59 @@ static const char *const migrations[] = {
     "INSERT INTO actions (kind, pfn, state, started_usec, detail)\n"
     "    SELECT 'soft_offline', pfn, 'pending', last_usec, '{\"migrated_from\":1}'\n"
     "    FROM frames WHERE state = 'offline_pending' ORDER BY pfn;\n",
+
+    /* v3: offline/online/drain jobs (daemon/ledger-jobs.c), their blocks in
+     * plan order and the processes they rebound. */
+    "CREATE TABLE jobs (\n"
+    "    id            INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "    op            TEXT NOT NULL CHECK (op IN ('offline', 'online', 'drain')),\n"
+    "    target        TEXT NOT NULL,\n"
+    "    target_node   INTEGER NOT NULL DEFAULT -1,\n"
+    "    state         TEXT NOT NULL CHECK (state IN ('running', 'rolling-back', 'succeeded',\n"
+    "                      'failed', 'rolled-back', 'interrupted')),\n"
+    "    phase         TEXT NOT NULL,\n"
+    "    rollback      INTEGER NOT NULL CHECK (rollback IN (0, 1)),\n"
+    "    force         INTEGER NOT NULL DEFAULT 0 CHECK (force IN (0, 1)),\n"
+    "    resumed       INTEGER NOT NULL DEFAULT 0 CHECK (resumed IN (0, 1)),\n"
+    "    cpu_node      INTEGER NOT NULL DEFAULT -1,\n"
+    "    timeout_usec  INTEGER NOT NULL,\n"
+    "    started_usec  INTEGER NOT NULL,\n"
+    "    finished_usec INTEGER NOT NULL DEFAULT 0,\n"
+    "    bytes_moved   INTEGER NOT NULL DEFAULT 0,\n"
+    "    message       TEXT,\n"
+    "    plan          TEXT\n"
+    ");\n"
+    "CREATE TABLE job_blocks (\n"
+    "    job_id   INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+    "    seq      INTEGER NOT NULL,\n"
+    "    block    INTEGER NOT NULL,\n"
+    "    node     INTEGER NOT NULL DEFAULT -1,\n"
+    "    before   TEXT NOT NULL,\n"
+    "    restore  TEXT NOT NULL,\n"
+    "    want     TEXT NOT NULL,\n"
+    "    now      TEXT NOT NULL,\n"
+    "    writing  TEXT,\n"
+    "    result   TEXT NOT NULL DEFAULT 'pending' CHECK (result IN ('pending', 'offlined',\n"
+    "                 'onlined', 'skipped', 'failed', 'timeout', 'rolled-back', 'rollback-failed')),\n"
+    "    attempts INTEGER NOT NULL DEFAULT 0,\n"
+    "    reason   TEXT,\n"
+    "    PRIMARY KEY (job_id, seq)\n"
+    ");\n"
+    "CREATE TABLE job_rebinds (\n"
+    "    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+    "    seq         INTEGER NOT NULL,\n"
+    "    pid         INTEGER NOT NULL,\n"
+    "    comm        TEXT,\n"
+    "    kind        TEXT NOT NULL CHECK (kind IN ('cpuset', 'mempolicy')),\n"
+    "    from_nodes  TEXT NOT NULL,\n"
+    "    to_node     INTEGER NOT NULL,\n"
+    "    cgroup      TEXT,\n"
+    "    mems_before TEXT,\n"
+    "    applied     INTEGER NOT NULL DEFAULT 0 CHECK (applied IN (0, 1)),\n"
+    "    restored    INTEGER NOT NULL DEFAULT 0 CHECK (restored IN (0, 1)),\n"
+    "    PRIMARY KEY (job_id, seq)\n"
+    ");\n"
+    "CREATE INDEX jobs_unfinished ON jobs (state) WHERE state IN ('running', 'rolling-back');\n",
 };
 
 _Static_assert(NT_ARRAY_SIZE(migrations) == NT_LEDGER_SCHEMA_VERSION,
@@ -414,6 +468,12 @@ void nt_ledger_close(struct nt_ledger *l)
     free(l);
 }
 
+/* For the job journal in ledger-jobs.c, which keeps its SQL to itself. */
+struct sqlite3 *nt_ledger_db(struct nt_ledger *l)
+{
+    return l ? l->db : NULL;
+}
+
 int nt_ledger_schema_version(struct nt_ledger *l)
 {
     int64_t v;
@@ -510,28 +570,61 @@ int nt_ledger_add_event(struct nt_ledger *l, const struct nt_ledger_event *ev, i
     return nt_ledger_add_events(l, ev, 1, id);
 }
 
+#define EVENT_COLUMNS \
+    "id, time_usec, source, addr_valid, phys_addr, fields, action, result, errno, node," \
+    " memory_block"
+
+/* Strings point into the row: valid until the next step. */
+static struct nt_ledger_event event_from_row(sqlite3_stmt *s)
+{
+    return (struct nt_ledger_event){
+        .time_usec = (uint64_t)sqlite3_column_int64(s, 1),
+        .source = col_text(s, 2),
+        .addr_valid = sqlite3_column_int(s, 3) != 0,
+        .phys_addr = (uint64_t)sqlite3_column_int64(s, 4),
+        .fields_json = col_text(s, 5),
+        .action = col_text(s, 6),
+        .result = col_text(s, 7),
+        .err = sqlite3_column_int(s, 8),
+        .node = (int)col_opt(s, 9),
+        .memory_block = col_opt(s, 10),
+    };
+}
+
 int nt_ledger_recent_events(struct nt_ledger *l, size_t limit, nt_ledger_event_cb cb, void *ud)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(l, "SELECT id, time_usec, source, addr_valid, phys_addr, fields, action,"
-                    " result, errno, node, memory_block FROM events ORDER BY id DESC LIMIT ?1", &s);
+    int r = prepare(l, "SELECT " EVENT_COLUMNS " FROM events ORDER BY id DESC LIMIT ?1", &s);
     if (r < 0)
         return r;
     sqlite3_bind_int64(s, 1, limit && limit <= INT64_MAX ? (int64_t)limit : -1);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct nt_ledger_event ev = {
-            .time_usec = (uint64_t)sqlite3_column_int64(s, 1),
-            .source = col_text(s, 2),
-            .addr_valid = sqlite3_column_int(s, 3) != 0,
-            .phys_addr = (uint64_t)sqlite3_column_int64(s, 4),
-            .fields_json = col_text(s, 5),
-            .action = col_text(s, 6),
-            .result = col_text(s, 7),
-            .err = sqlite3_column_int(s, 8),
-            .node = (int)col_opt(s, 9),
-            .memory_block = col_opt(s, 10),
-        };
+        struct nt_ledger_event ev = event_from_row(s);
+        r = cb(sqlite3_column_int64(s, 0), &ev, ud);
+        if (r != 0)
+            return r;
+    }
+    return rc == SQLITE_DONE ? 0 : db_fail(l, rc);
+}
+
+/* Column 11 is the state of the event's frame (NULL: no frame row). */
+int nt_ledger_events_since(struct nt_ledger *l, uint64_t since_usec, unsigned mask,
+                           nt_ledger_event_cb cb, void *ud)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = prepare(l, "SELECT " EVENT_COLUMNS ", (SELECT state FROM frames WHERE pfn ="
+                    " events.phys_addr >> 12) FROM events WHERE addr_valid = 1"
+                    " AND time_usec >= ?1 ORDER BY id", &s);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(s, 1, since_usec > INT64_MAX ? INT64_MAX : (int64_t)since_usec);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int st = nt_frame_state_from_string(col_text(s, 11));
+        if (mask && (st < 0 || !(mask & NT_FRAME_MASK(st))))
+            continue;
+        struct nt_ledger_event ev = event_from_row(s);
         r = cb(sqlite3_column_int64(s, 0), &ev, ud);
         if (r != 0)
             return r;
@@ -661,6 +754,12 @@ static int insert_action(struct nt_ledger *l, const char *kind, const uint64_t *
 int nt_ledger_frame_intent(struct nt_ledger *l, uint64_t pfn, int64_t event_id, uint64_t now,
                            int64_t *action_id)
 {
+    return nt_ledger_frame_intent_detail(l, pfn, event_id, NULL, now, action_id);
+}
+
+int nt_ledger_frame_intent_detail(struct nt_ledger *l, uint64_t pfn, int64_t event_id,
+                                  const char *detail_json, uint64_t now, int64_t *action_id)
+{
     _cleanup_tx_ struct nt_ledger *tx = NULL;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     enum nt_frame_state st;
@@ -677,7 +776,7 @@ int nt_ledger_frame_intent(struct nt_ledger *l, uint64_t pfn, int64_t event_id, 
     int rc = bind_u64(s, 1, pfn);
     rc = rc ?: bind_u64(s, 2, now);
     r = rc ? db_fail(l, rc) : step_done(l, s);
-    r = r ?: insert_action(l, "soft_offline", &pfn, event_id, NULL, now, action_id);
+    r = r ?: insert_action(l, "soft_offline", &pfn, event_id, detail_json, now, action_id);
     return r ?: tx_commit(&tx);
 }
 
@@ -1101,4 +1200,111 @@ int nt_ledger_to_json(struct nt_ledger *l, size_t max_events, struct json_object
     json_object_object_add(root, "stats", stats_json(&st));
     *out = NT_TAKE_PTR(root);
     return 0;
+}
+
+/* ---- integrity ------------------------------------------------------- */
+
+#define CHECK_REPORT_MAX 5      /* problems spelled out per kind; the rest are counted */
+
+/* Each query returns one row per violation: the sentence that says it. */
+static const char *const invariants[] = {
+    "SELECT 'SQLite integrity check: ' || integrity_check FROM pragma_integrity_check"
+    " WHERE integrity_check != 'ok'",
+    "SELECT printf('%s row %d: the %s row it references is missing', \"table\", rowid, parent)"
+    " FROM pragma_foreign_key_check",
+    /* offline_pending <=> exactly one open intent */
+    "SELECT printf('frame 0x%x is offline_pending without an open intent', pfn) FROM frames f"
+    " WHERE state = 'offline_pending' AND NOT EXISTS (SELECT 1 FROM actions a"
+    " WHERE a.pfn = f.pfn AND a.state = 'pending')",
+    "SELECT printf('frame 0x%x has an open intent (action %d) but is %s', a.pfn, a.id,"
+    " coalesce(f.state, 'not in frames')) FROM actions a LEFT JOIN frames f ON f.pfn = a.pfn"
+    " WHERE a.state = 'pending' AND a.pfn IS NOT NULL AND coalesce(f.state, '') != 'offline_pending'",
+    "SELECT printf('frame 0x%x has %d open intents', pfn, count(*)) FROM actions"
+    " WHERE state = 'pending' AND pfn IS NOT NULL GROUP BY pfn HAVING count(*) > 1",
+    /* never acted on twice: a second success is only a re-offline after a reboot */
+    "SELECT printf('frame 0x%x was soft-offlined %d times in boot %s', pfn, count(*), boot) FROM"
+    " (SELECT pfn, CASE WHEN json_valid(detail) THEN json_extract(detail, '$.boot_id') END AS boot"
+    "  FROM actions WHERE kind = 'soft_offline' AND state = 'done')"
+    " WHERE boot IS NOT NULL GROUP BY pfn, boot HAVING count(*) > 1",
+    "SELECT printf('soft_offline action %d names %s', id, CASE WHEN pfn IS NULL THEN 'no frame'"
+    " ELSE printf('frame 0x%x, which is not in frames', pfn) END) FROM actions a"
+    " WHERE kind = 'soft_offline' AND (pfn IS NULL OR NOT EXISTS (SELECT 1 FROM frames f WHERE f.pfn = a.pfn))",
+    /* counts only grow; pruning only removes rows */
+    "SELECT printf('frame 0x%x: %d events kept at its address, but %s', e.pfn, e.n,"
+    " CASE WHEN f.pfn IS NULL THEN 'no frame row' ELSE printf('a count of %d', f.count) END)"
+    " FROM (SELECT phys_addr >> 12 AS pfn, count(*) AS n FROM events WHERE addr_valid = 1 GROUP BY 1) e"
+    " LEFT JOIN frames f ON f.pfn = e.pfn WHERE f.pfn IS NULL OR f.count < e.n",
+    "SELECT printf('frame 0x%x: %d attempts, but %d soft_offline actions kept', f.pfn, f.attempts, a.n)"
+    " FROM frames f JOIN (SELECT pfn, count(*) AS n FROM actions WHERE kind = 'soft_offline'"
+    " GROUP BY pfn) a ON a.pfn = f.pfn WHERE f.attempts < a.n",
+    "SELECT printf('action %d is %s but has no finish time', id, state) FROM actions"
+    " WHERE state != 'pending' AND finished_usec IS NULL",
+};
+
+struct checker {
+    struct nt_ledger *l;
+    nt_ledger_problem_cb cb;
+    void *ud;
+    int found;
+};
+
+static int report(struct checker *c, const char *text)
+{
+    c->found++;
+    return c->cb ? c->cb(text ? text : "?", c->ud) : 0;
+}
+
+/* Run one invariant's query: the first rows are reported, the rest summed up. */
+static int check_one(struct checker *c, const char *sql)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = prepare(c->l, sql, &s);
+    if (r < 0)
+        return r;
+    int rc, rows = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (++rows > CHECK_REPORT_MAX)
+            continue;
+        r = report(c, col_text(s, 0));
+        if (r != 0)
+            return r;
+    }
+    if (rc != SQLITE_DONE)
+        return db_fail(c->l, rc);
+    if (rows > CHECK_REPORT_MAX) {
+        char more[64];
+        snprintf(more, sizeof(more), "... and %d more like the one above", rows - CHECK_REPORT_MAX);
+        c->found += rows - CHECK_REPORT_MAX - 1;    /* counted, not reported one by one */
+        return report(c, more);
+    }
+    return 0;
+}
+
+static int check_counts(struct nt_ledger *l, struct nt_ledger_check_counts *counts)
+{
+    struct nt_ledger_check_counts n = { 0 };
+    int r = count_query(l, "SELECT count(*) FROM actions WHERE kind = 'soft_offline' AND state = 'done'",
+                        &n.offlines_done);
+    r = r ?: count_query(l, "SELECT count(*) FROM frames WHERE state IN ('offlined', 'already_offline')",
+                         &n.frames_offline);
+    if (r == 0 && counts)
+        *counts = n;
+    return r;
+}
+
+int nt_ledger_check(struct nt_ledger *l, nt_ledger_problem_cb cb, void *ud,
+                    struct nt_ledger_check_counts *counts)
+{
+    _cleanup_tx_ struct nt_ledger *snapshot = NULL;
+    struct checker c = { .l = l, .cb = cb, .ud = ud };
+    /* A deferred transaction: one consistent read, no write lock; the
+     * cleanup ends it. */
+    int r = exec(l, "BEGIN");
+    if (r < 0)
+        return r;
+    snapshot = l;
+    for (size_t i = 0; r == 0 && i < NT_ARRAY_SIZE(invariants); i++)
+        r = check_one(&c, invariants[i]);
+    r = r ?: check_counts(l, counts);
+    return r != 0 ? r : c.found;
 }

@@ -9,6 +9,7 @@
 
 #include "numatier/config.h"
 #include "numatier/ctl.h"
+#include "numatier/hotplug.h"
 #include "numatier/log.h"
 #include "numatier/manager.h"
 #include "numatier/topology.h"
@@ -34,6 +35,7 @@ struct nt_manager {
     struct nt_watch *watch;
     struct nt_placer *placer;
     struct nt_rasd *rasd;
+    struct nt_hotplug *hotplug;
 
     struct nt_topology *topology;
     int last_topology_error;
@@ -63,6 +65,14 @@ static int cmd_restore(void *userdata, struct json_object *args, const struct uc
                        struct nt_ctl_reply *reply);
 static int cmd_ras(void *userdata, struct json_object *args, const struct ucred *peer,
                    struct nt_ctl_reply *reply);
+static int cmd_offline(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply);
+static int cmd_online(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply);
+static int cmd_drain(void *userdata, struct json_object *args, const struct ucred *peer,
+                     struct nt_ctl_reply *reply);
+static int cmd_jobs(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply);
 
 static const struct nt_ctl_command ctl_commands[] = {
     { "status", false, cmd_status },
@@ -75,6 +85,10 @@ static const struct nt_ctl_command ctl_commands[] = {
     { "plan",   false, cmd_plan },
     { "restore", true, cmd_restore },
     { "ras",    false, cmd_ras },
+    { "offline", true, cmd_offline },
+    { "online", true,  cmd_online },
+    { "drain",  true,  cmd_drain },
+    { "jobs",   false, cmd_jobs },
 };
 
 static struct nt_ctl_limits limits_from_config(const struct nt_config *c)
@@ -232,6 +246,9 @@ static int manager_reload(struct nt_manager *m, char **error_out)
         nt_log_set_max_level(m->config.log_level);
         nt_placer_reconfigure(m->placer, &m->config);
         nt_rasd_reconfigure(m->rasd, &m->config);
+        struct nt_hotplug_params hp;
+        nt_hotplug_params_from_config(&hp, &m->config);
+        nt_hotplug_reconfigure(m->hotplug, &hp);
         m->reloads_ok++;
         free(m->last_reload_error);
         m->last_reload_error = NULL;
@@ -294,6 +311,7 @@ static int cmd_status(void *userdata, struct json_object *args, const struct ucr
     json_object_object_add(o, "watch", nt_watch_status_json(m->watch));
     json_object_object_add(o, "placement", nt_placer_status_json(m->placer));
     json_object_object_add(o, "ras", nt_rasd_status_json(m->rasd));
+    json_object_object_add(o, "offline", nt_hotplug_status_json(m->hotplug));
     reply->result = o;
     return 0;
 }
@@ -432,12 +450,75 @@ static int cmd_ras(void *userdata, struct json_object *args, const struct ucred 
         if (!json_object_is_type(v, json_type_int) || (events = json_object_get_int64(v)) < 0 || events > 1000)
             return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"events\" must be an integer from 0 to 1000");
     }
+    bool check = false;     /* {"check": true}: the ledger's integrity too (reads it all) */
+    if (args && json_object_object_get_ex(args, "check", &v)) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"check\" must be true or false");
+        check = json_object_get_boolean(v);
+    }
     int err = 0;
     struct json_object *ledger = nt_rasd_ledger_json(m->rasd, (unsigned)events, &err);
     reply->result = json_object_new_object();
     json_object_object_add(reply->result, "daemon", nt_rasd_status_json(m->rasd));
     json_object_object_add(reply->result, "ledger", ledger);
+    if (check)
+        json_object_object_add(reply->result, "integrity", nt_rasd_check_json(m->rasd));
     return 0;
+}
+
+/* offline, online, drain: args and replies as in the control protocol;
+ * the job runs in the background and the reply comes at once. */
+static int hotplug_request(struct nt_manager *m, enum nt_offline_op op, struct json_object *args,
+                           const struct ucred *peer, struct nt_ctl_reply *reply)
+{
+    struct nt_hotplug_request req;
+    char why[256];
+    if (nt_hotplug_request_from_json(op, args, &req, why, sizeof(why)) < 0)
+        return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "%s", why);
+    struct nt_hotplug_reply out;
+    int r = nt_hotplug_submit(m->hotplug, &req, &out);
+    if (r < 0)
+        return nt_ctl_reply_error(reply, r, out.code ? out.code : "failed", "%s", out.message);
+    if (!req.dry_run)
+        log_info("%s requested by pid %d (uid %d)", nt_offline_op_to_string(op), (int)peer->pid, (int)peer->uid);
+    reply->result = out.result;
+    return 0;
+}
+
+static int cmd_offline(void *userdata, struct json_object *args, const struct ucred *peer,
+                       struct nt_ctl_reply *reply)
+{
+    return hotplug_request(userdata, NT_OFFLINE_OP_OFFLINE, args, peer, reply);
+}
+
+static int cmd_online(void *userdata, struct json_object *args, const struct ucred *peer,
+                      struct nt_ctl_reply *reply)
+{
+    return hotplug_request(userdata, NT_OFFLINE_OP_ONLINE, args, peer, reply);
+}
+
+static int cmd_drain(void *userdata, struct json_object *args, const struct ucred *peer,
+                     struct nt_ctl_reply *reply)
+{
+    return hotplug_request(userdata, NT_OFFLINE_OP_DRAIN, args, peer, reply);
+}
+
+/* args: {"id": N} for one job (optional). */
+static int cmd_jobs(void *userdata, struct json_object *args, const struct ucred *peer,
+                    struct nt_ctl_reply *reply)
+{
+    (void)peer;
+    struct nt_manager *m = userdata;
+    int64_t id = 0;
+    struct json_object *v;
+    if (args && json_object_object_get_ex(args, "id", &v)) {
+        if (!json_object_is_type(v, json_type_int) || (id = json_object_get_int64(v)) <= 0)
+            return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "\"id\" must be a positive integer");
+    }
+    int r = nt_hotplug_jobs_json(m->hotplug, id, &reply->result);
+    if (r == -ENOENT)
+        return nt_ctl_reply_error(reply, r, "not-found", "no job %" PRId64, id);
+    return r < 0 ? nt_ctl_reply_error(reply, r, "failed", "%s", strerror(-r)) : 0;
 }
 
 /* args: {"pages": N} hottest pages per process (default 16, at most 4096). */
@@ -494,6 +575,24 @@ static int add_sources(struct nt_manager *m)
     return 0;
 }
 
+/* Offline jobs journal in the ledger even with [ras] off; an unfinished
+ * job from before a restart is recovered at once. */
+static int start_hotplug(struct nt_manager *m)
+{
+    struct nt_hotplug_params hp;
+    nt_hotplug_params_from_config(&hp, &m->config);
+    struct nt_hotplug_options o = { .event = m->event, .root = m->root, .ledger_path = m->config.ledger_path };
+    int r = nt_hotplug_new(&o, &hp, &m->hotplug);
+    if (r < 0) {
+        log_error("offline: %s", strerror(-r));
+        return r;
+    }
+    r = nt_hotplug_recover(m->hotplug);
+    if (r < 0)
+        log_error("offline: cannot look for unfinished jobs: %s", strerror(-r));
+    return 0;
+}
+
 int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *config,
                    struct nt_manager **out)
 {
@@ -543,6 +642,9 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
         goto fail;
     }
     nt_rasd_cycle(m->rasd, m->topology, nt_now_usec());     /* blocks known from the first event */
+    r = start_hotplug(m);
+    if (r < 0)
+        goto fail;
     *out = m;
     return 0;
 fail:
@@ -568,6 +670,7 @@ void nt_manager_free(struct nt_manager *m)
     nt_ctl_server_free(m->retired_ctl);
     sd_event_source_disable_unref(m->cycle_timer);
     sd_event_source_disable_unref(m->sample_timer);
+    nt_hotplug_free(m->hotplug);
     nt_rasd_free(m->rasd);
     nt_placer_free(m->placer);
     nt_watch_free(m->watch);

@@ -19,6 +19,7 @@
 #include <systemd/sd-journal.h>
 
 #include "numatier/config.h"
+#include "numatier/cxl-decode.h"
 #include "numatier/ecc.h"
 #include "numatier/ledger.h"
 #include "numatier/log.h"
@@ -37,7 +38,15 @@
 #define PAGES_PER_TURN    8
 /* A message id for the journal, so operators can filter our actions. */
 #define MESSAGE_ID_ACTION "3c1d0ee1a7b54f0e9a3f7f4e2c6a9b10"
+/* Why a frame is soft-offlined: the journal's NUMATIER_ACTION, the ledger. */
+#define ACT_FIRST         "soft-offline"
+#define ACT_RETRY         "soft-offline retry"
+#define ACT_REOFFLINE     "re-offline after reboot"
 #define LEDGER_JSON_EVENTS_MAX 1000
+/* Events replayed into the buckets at startup, the newest kept: a bound on
+ * memory when a frame action of account let a storm pile up. */
+#define REPLAY_MAX        16384
+#define BOOT_ID_PATH      "/proc/sys/kernel/random/boot_id"
 
 struct frame_slot {
     struct nt_ecc_frame f;
@@ -62,12 +71,13 @@ struct nt_rasd {
     /* one read's worth of events, recorded in one transaction */
     struct nt_ras_event *batch;
     size_t nr_batch, cap_batch;
-    uint64_t events, decoded_bad, offlined, failed, retries, ledger_errors;
+    uint64_t events, decoded_bad, offlined, failed, retries, ledger_errors, replayed;
     uint64_t last_prune_usec;
     char coexist[256];                /* other RAS handlers found at startup */
     int *block_node;                  /* [nr_blocks]: node of memory block i, -1 unknown */
     size_t nr_blocks;
     uint64_t block_size;
+    char boot_id[40];                 /* with each intent: one offline per frame per boot */
 };
 
 /* Which memory block and node an address is in, as of the last cycle. */
@@ -99,13 +109,6 @@ static void learn_blocks(struct nt_rasd *r, const struct nt_topology *topo)
     r->nr_blocks = n;
     r->block_size = topo->block_size_bytes;
     r->params.block_size = topo->block_size_bytes;
-}
-
-static uint64_t realtime_usec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void params_from(struct nt_rasd *r, const struct nt_config *cfg)
@@ -205,11 +208,33 @@ static void journal_action(uint64_t pfn, const char *what, const struct nt_ecc_o
                     NULL);
 }
 
+static void intent_detail(const struct nt_rasd *r, const char *what, char *buf, size_t len)
+{
+    struct json_object *o = json_object_new_object();
+    if (r->boot_id[0])
+        json_object_object_add(o, "boot_id", json_object_new_string(r->boot_id));
+    json_object_object_add(o, "why", json_object_new_string(what));
+    snprintf(buf, len, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+}
+
+/* What the ledger says happened: the outcome, and why we acted when it
+ * was not a first offline (a retry, a re-offline after a reboot). */
+static void result_text(const char *what, const struct nt_ecc_outcome *o, char *buf, size_t len)
+{
+    if (strcmp(what, ACT_FIRST) == 0)
+        snprintf(buf, len, "%s", o->why);
+    else
+        snprintf(buf, len, "%s: %s", what, o->why);
+}
+
 /* Intent (committed) -> write -> result (committed): never "done" before. */
 static void soft_offline(struct nt_rasd *r, struct frame_slot *s, int64_t event_id, const char *what)
 {
-    uint64_t pfn = s->f.pfn, now = realtime_usec();
-    if (r->ledger && nt_ledger_frame_intent(r->ledger, pfn, event_id, now, NULL) < 0) {
+    uint64_t pfn = s->f.pfn, now = nt_realtime_usec();
+    char detail[160], result[NT_LEDGER_TEXT_MAX];
+    intent_detail(r, what, detail, sizeof(detail));
+    if (r->ledger && nt_ledger_frame_intent_detail(r->ledger, pfn, event_id, detail, now, NULL) < 0) {
         r->ledger_errors++;
         log_error("ras: frame 0x%" PRIx64 ": cannot record the intent (%s): not acting without it", pfn,
                   nt_ledger_last_error(r->ledger));
@@ -218,16 +243,17 @@ static void soft_offline(struct nt_rasd *r, struct frame_slot *s, int64_t event_
     bool already = frame_poisoned(r, pfn);
     int err = already ? 0 : write_soft_offline(r, pfn << 12);
     struct nt_ecc_outcome o;
-    nt_ecc_outcome(&r->params, &s->f, err, already, realtime_usec(), &o);
+    nt_ecc_outcome(&r->params, &s->f, err, already, nt_realtime_usec(), &o);
     if (o.cls == NT_ECC_DONE)
         r->offlined++;
     else if (o.cls == NT_ECC_RETRY)
         r->retries++;
     else
         r->failed++;
+    result_text(what, &o, result, sizeof(result));
     if (r->ledger &&
-        nt_ledger_frame_result(r->ledger, pfn, ledger_state_of(&o, already), o.why, -err,
-                               o.cls == NT_ECC_RETRY ? o.retry_at_usec : 0, realtime_usec()) < 0)
+        nt_ledger_frame_result(r->ledger, pfn, ledger_state_of(&o, already), result, -err,
+                               o.cls == NT_ECC_RETRY ? o.retry_at_usec : 0, nt_realtime_usec()) < 0)
         r->ledger_errors++;
     journal_action(pfn, what, &o, err);
     log_notice("ras: frame 0x%" PRIx64 ": %s: %s", pfn, what, o.why);
@@ -239,6 +265,7 @@ static void fields_json(const struct nt_ras_event *ev, char *buf, size_t len)
 {
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "corrected", json_object_new_boolean(ev->corrected));
+    json_object_object_add(o, "count", json_object_new_uint64(ev->count ? ev->count : 1));
     json_object_object_add(o, "grain", json_object_new_uint64(ev->grain_bytes));
     json_object_object_add(o, "cpu", json_object_new_int(ev->cpu));
     json_object_object_add(o, "socket", json_object_new_int(ev->socket));
@@ -252,9 +279,12 @@ static void fields_json(const struct nt_ras_event *ev, char *buf, size_t len)
     json_object_put(o);
 }
 
-/* Decide about one recorded event and act. */
+/* Decide about one recorded event and act. The policy's clock is the
+ * event's own time, so replaying the ledger after a restart feeds the
+ * buckets exactly as the events did when they came. */
 static void decide(struct nt_rasd *r, const struct nt_ras_event *ev, int64_t event_id)
 {
+    uint64_t when = ev->time_usec ? ev->time_usec : nt_realtime_usec();
     uint64_t pfn;
     struct frame_slot *s = nt_ecc_event_pfn(ev, &pfn) ? frame_get(r, pfn) : NULL;
     const struct nt_ecc_frame *peers[256];
@@ -263,22 +293,24 @@ static void decide(struct nt_rasd *r, const struct nt_ras_event *ev, int64_t eve
         if (&r->frames[i] != s && r->frames[i].b.block == s->b.block)
             peers[np++] = &r->frames[i].f;
     struct nt_ecc_decision d;
-    if (nt_ecc_decide(&r->params, ev, s ? &s->f : NULL, s ? &s->b : NULL, peers, np, realtime_usec(), &d) < 0)
+    if (nt_ecc_decide(&r->params, ev, s ? &s->f : NULL, s ? &s->b : NULL, peers, np, when, &d) < 0)
         return;
     if (d.block_verdict != NT_ECC_BLOCK_NONE)
         log_warning("ras: memory block %" PRIu64 ": %u failing frames: proposing to offline it (%s)", d.block,
                     d.block_over, nt_ecc_block_verdict_name(d.block_verdict));
     if (d.verdict == NT_ECC_SOFT_OFFLINE && s) {
         if (r->ledger)
-            nt_ledger_frame_trigger(r->ledger, s->f.pfn, d.why, realtime_usec());
-        soft_offline(r, s, event_id, "soft-offline");
+            nt_ledger_frame_trigger(r->ledger, s->f.pfn, d.why, nt_realtime_usec());
+        soft_offline(r, s, event_id, ACT_FIRST);
     }
 }
 
-static void flush_batch(struct nt_rasd *r)
+/* 0, or -EIO when the ledger could not record the batch (then the policy
+ * has not seen it: an event is acted on only once acknowledged). */
+static int flush_batch(struct nt_rasd *r)
 {
     if (!r->nr_batch)
-        return;
+        return 0;
     _cleanup_free_ struct nt_ledger_event *le = calloc(r->nr_batch, sizeof(*le));
     _cleanup_free_ int64_t *ids = calloc(r->nr_batch, sizeof(*ids));
     _cleanup_free_ char *json = malloc(r->nr_batch * 512);
@@ -307,6 +339,7 @@ static void flush_batch(struct nt_rasd *r)
         for (size_t i = 0; i < r->nr_batch; i++)
             decide(r, &r->batch[i], recorded ? ids[i] : 0);
     r->nr_batch = 0;
+    return recorded || !r->ledger ? 0 : -EIO;
 }
 
 static bool read_u64(struct nt_rasd *r, const struct nt_ras_record *rec, const char *f, uint64_t *v)
@@ -331,7 +364,7 @@ static int decode_mce(struct nt_rasd *r, const struct nt_ras_record *rec, struct
     if (nt_ras_record_u64(rec, "cpuvendor", &v) == 0) m.cpuvendor = (int)v;
     if (!ok)
         return -EBADMSG;
-    nt_mce_decode(&m, realtime_usec(), ev);
+    nt_mce_decode(&m, nt_realtime_usec(), ev);
     return 0;
 }
 
@@ -347,7 +380,7 @@ static int decode_edac(struct nt_rasd *r, const struct nt_ras_record *rec, struc
     if (nt_ras_record_u64(rec, "grain_bits", &v) == 0) e.grain_bits = (uint32_t)v;
     nt_ras_record_str(rec, "label", &e.label);
     nt_ras_record_str(rec, "msg", &e.msg);
-    nt_edac_decode(&e, realtime_usec(), ev);
+    nt_edac_decode(&e, nt_realtime_usec(), ev);
     return 0;
 }
 
@@ -359,23 +392,42 @@ static int decode_memfail(struct nt_rasd *r, const struct nt_ras_record *rec, st
         return -EBADMSG;
     if (nt_ras_record_u64(rec, "type", &v) == 0) mf.type = (int)v;
     if (nt_ras_record_u64(rec, "result", &v) == 0) mf.result = (int)v;
-    nt_memfail_decode(&mf, realtime_usec(), ev);
+    nt_memfail_decode(&mf, nt_realtime_usec(), ev);
     return 0;
 }
 
-static void on_record(const struct nt_ras_record *rec, void *userdata)
+static int decode_cxl(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
 {
-    struct nt_rasd *r = userdata;
+    const char *missing = NULL;
+    int ret = nt_cxl_decode_trace(rec, nt_realtime_usec(), ev, &missing);
+    if (ret == -EBADMSG)
+        nt_ras_trace_note_bad(r->trace, NT_RAS_BAD_FIELD, "%s: no field %s", rec->fmt->name,
+                              missing ? missing : "?");
+    return ret;
+}
+
+/* The next free batch entry, zeroed; NULL without memory. */
+static struct nt_ras_event *batch_slot(struct nt_rasd *r)
+{
     if (r->nr_batch == r->cap_batch) {
         size_t cap = r->cap_batch ? 2 * r->cap_batch : 64;
         struct nt_ras_event *v = realloc(r->batch, cap * sizeof(*v));
         if (!v)
-            return;
+            return NULL;
         r->batch = v;
         r->cap_batch = cap;
     }
     struct nt_ras_event *ev = &r->batch[r->nr_batch];
     memset(ev, 0, sizeof(*ev));
+    return ev;
+}
+
+static void on_record(const struct nt_ras_record *rec, void *userdata)
+{
+    struct nt_rasd *r = userdata;
+    struct nt_ras_event *ev = batch_slot(r);
+    if (!ev)
+        return;
     int ret = -ENOTSUP;
     if (strcmp(rec->fmt->name, "mce_record") == 0)
         ret = decode_mce(r, rec, ev);
@@ -383,12 +435,25 @@ static void on_record(const struct nt_ras_record *rec, void *userdata)
         ret = decode_edac(r, rec, ev);
     else if (strcmp(rec->fmt->name, "memory_failure_event") == 0)
         ret = decode_memfail(r, rec, ev);
+    else if (strcmp(rec->fmt->system, "cxl") == 0)
+        ret = decode_cxl(r, rec, ev);
     if (ret < 0) {
         r->decoded_bad++;
         return;
     }
     r->events++;
     r->nr_batch++;
+}
+
+int nt_rasd_handle_event(struct nt_rasd *r, const struct nt_ras_event *ev)
+{
+    struct nt_ras_event *slot = batch_slot(r);
+    if (!slot)
+        return -ENOMEM;
+    *slot = *ev;
+    r->events++;
+    r->nr_batch++;
+    return flush_batch(r);
 }
 
 static int on_trace_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -521,7 +586,7 @@ static int on_pending(const struct nt_ledger_action *a, void *userdata)
                poisoned ? "offline" : "not offline: retrying");
     nt_ledger_frame_result(r->ledger, a->pfn, poisoned ? NT_FRAME_OFFLINED : NT_FRAME_TRIGGERED,
                            poisoned ? "found offline after a restart" : "interrupted: retry",
-                           0, poisoned ? 0 : realtime_usec(), realtime_usec());
+                           0, poisoned ? 0 : nt_realtime_usec(), nt_realtime_usec());
     return 0;
 }
 
@@ -543,8 +608,116 @@ static int on_offlined(const struct nt_ledger_frame *f, void *userdata)
     if (!s || frame_poisoned(r, f->pfn))
         return 0;
     s->f.state = NT_ECC_FRAME_PENDING;
-    soft_offline(r, s, 0, "re-offline after reboot");
+    s->f.reoffline = true;
+    s->f.attempts = 0;                    /* this boot's retry budget; the ledger keeps the total */
+    soft_offline(r, s, 0, ACT_REOFFLINE);
     return 0;
+}
+
+/* ---- the buckets after a restart ------------------------------------------- */
+
+static bool source_from_name(const char *name, enum nt_ras_source *out)
+{
+    for (int i = 0; name && strcmp(nt_ras_source_name((enum nt_ras_source)i), "?") != 0; i++)
+        if (strcmp(name, nt_ras_source_name((enum nt_ras_source)i)) == 0) {
+            *out = (enum nt_ras_source)i;
+            return true;
+        }
+    return false;
+}
+
+static int64_t field_int(struct json_object *o, const char *key, int64_t dflt)
+{
+    struct json_object *v;
+    return json_object_object_get_ex(o, key, &v) && v ? json_object_get_int64(v) : dflt;
+}
+
+static void field_str(struct json_object *o, const char *key, char *buf, size_t len)
+{
+    struct json_object *v;
+    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+        snprintf(buf, len, "%s", json_object_get_string(v));
+}
+
+/* The event as the policy saw it, from what fields_json() stored. False
+ * for a row it cannot read back (then it is not replayed). */
+static bool event_from_ledger(const struct nt_ledger_event *le, struct nt_ras_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    struct json_object *f = le->fields_json ? json_tokener_parse(le->fields_json) : NULL;
+    if (!f || !json_object_is_type(f, json_type_object) || !source_from_name(le->source, &ev->source)) {
+        json_object_put(f);
+        return false;
+    }
+    ev->time_usec = le->time_usec;
+    ev->addr_valid = le->addr_valid;
+    ev->phys_addr = le->phys_addr;
+    ev->corrected = field_int(f, "corrected", 0) != 0;
+    ev->severity = ev->corrected ? NT_RAS_SEV_CORRECTED : NT_RAS_SEV_UNCORRECTED;
+    ev->count = (uint32_t)field_int(f, "count", 1);
+    ev->grain_bytes = (uint64_t)field_int(f, "grain", (int64_t)NT_RAS_PAGE_SIZE);
+    ev->cpu = (int)field_int(f, "cpu", -1);
+    ev->socket = (int)field_int(f, "socket", -1);
+    ev->bank = (int)field_int(f, "bank", -1);
+    ev->mcacod = (uint16_t)field_int(f, "mcacod", 0);
+    ev->memory_error = field_int(f, "memory_error", 0) != 0;
+    ev->node = -1;
+    field_str(f, "detail", ev->detail, sizeof(ev->detail));
+    field_str(f, "unusable", ev->why_unusable, sizeof(ev->why_unusable));
+    json_object_put(f);
+    return true;
+}
+
+/* The newest REPLAY_MAX events, in a ring, oldest first once unrolled. */
+struct replay {
+    struct nt_ras_event *ev;
+    int64_t *id;
+    size_t n, next;
+};
+
+static int on_replay_event(int64_t id, const struct nt_ledger_event *le, void *userdata)
+{
+    struct replay *rp = userdata;
+    struct nt_ras_event ev;
+    if (!event_from_ledger(le, &ev))
+        return 0;
+    rp->ev[rp->next] = ev;
+    rp->id[rp->next] = id;
+    rp->next = (rp->next + 1) % REPLAY_MAX;
+    if (rp->n < REPLAY_MAX)
+        rp->n++;
+    return 0;
+}
+
+/* The leaky buckets live in memory: rebuild them from the ledger, so errors
+ * below the threshold are not forgotten by a restart or a reboot, and an
+ * event acknowledged just before a crash is still acted on. Only frames in
+ * state ok or triggered can still cross; the events of the last T x W are
+ * all that can still be in a bucket (it holds at most T units and drains
+ * one per W). The events are read first and decided after, because
+ * deciding writes to the ledger. */
+static void replay(struct nt_rasd *r)
+{
+    struct replay rp = { .ev = calloc(REPLAY_MAX, sizeof(*rp.ev)), .id = calloc(REPLAY_MAX, sizeof(*rp.id)) };
+    uint64_t now = nt_realtime_usec(), span = (uint64_t)r->params.threshold * r->params.window_usec;
+    int ret = rp.ev && rp.id ? 0 : -ENOMEM;
+    if (ret == 0)
+        ret = nt_ledger_events_since(r->ledger, now > span ? now - span : 0,
+                                     NT_FRAME_MASK(NT_FRAME_OK) | NT_FRAME_MASK(NT_FRAME_TRIGGERED),
+                                     on_replay_event, &rp);
+    if (ret < 0)
+        log_warning("ras: cannot replay recent events (%s): error counts start from zero",
+                    ret == -ENOMEM ? strerror(ENOMEM) : nt_ledger_last_error(r->ledger));
+    size_t first = rp.n < REPLAY_MAX ? 0 : rp.next;
+    for (size_t i = 0; ret == 0 && i < rp.n; i++) {
+        size_t k = (first + i) % REPLAY_MAX;
+        decide(r, &rp.ev[k], rp.id[k]);
+        r->replayed++;
+    }
+    if (r->replayed)
+        log_info("ras: %" PRIu64 " recent event(s) replayed from the ledger into the error counts", r->replayed);
+    free(rp.ev);
+    free(rp.id);
 }
 
 static void recover(struct nt_rasd *r)
@@ -555,6 +728,14 @@ static void recover(struct nt_rasd *r)
     nt_ledger_frames(r->ledger, NT_FRAME_MASK(NT_FRAME_TRIGGERED), on_triggered, r);
     if (r->reoffline)
         nt_ledger_frames_offlined(r->ledger, on_offlined, r);
+    replay(r);
+}
+
+static void read_boot_id(struct nt_rasd *r)
+{
+    _cleanup_free_ char *id = NULL;
+    if (nt_read_file(r->root, BOOT_ID_PATH, &id) == 0)
+        snprintf(r->boot_id, sizeof(r->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
 }
 
 int nt_rasd_new(sd_event *ev, const char *root, const struct nt_config *cfg, struct nt_rasd **out)
@@ -566,6 +747,7 @@ int nt_rasd_new(sd_event *ev, const char *root, const struct nt_config *cfg, str
     }
     r->event = sd_event_ref(ev);
     params_from(r, cfg);
+    read_boot_id(r);
     if (cfg->ras) {
         detect_coexistence(r);
         open_ledger(r, cfg->ledger_path);
@@ -604,10 +786,10 @@ void nt_rasd_cycle(struct nt_rasd *r, const struct nt_topology *topo, uint64_t n
 {
     learn_blocks(r, topo);
     (void)now_usec;                       /* the ledger wants wall time */
-    uint64_t now = realtime_usec();
+    uint64_t now = nt_realtime_usec();
     for (size_t i = 0; i < r->nr_frames; i++)
         if (nt_ecc_frame_due(&r->frames[i].f, now))
-            soft_offline(r, &r->frames[i], 0, "soft-offline retry");
+            soft_offline(r, &r->frames[i], 0, r->frames[i].f.reoffline ? ACT_REOFFLINE : ACT_RETRY);
     if (r->trace) {
         bool changed = false;
         if (nt_ras_trace_rescan_cpus(r->trace, on_record, r, &changed) == 0 && changed) {
@@ -643,6 +825,7 @@ struct json_object *nt_rasd_status_json(const struct nt_rasd *r)
     json_object_object_add(o, "failed", json_object_new_uint64(r->failed));
     json_object_object_add(o, "retries", json_object_new_uint64(r->retries));
     json_object_object_add(o, "ledger_errors", json_object_new_uint64(r->ledger_errors));
+    json_object_object_add(o, "replayed", json_object_new_uint64(r->replayed));
     return o;
 }
 
@@ -656,4 +839,31 @@ struct json_object *nt_rasd_ledger_json(struct nt_rasd *r, unsigned max_events, 
     *err = nt_ledger_to_json(r->ledger, max_events > LEDGER_JSON_EVENTS_MAX ? LEDGER_JSON_EVENTS_MAX : max_events,
                              &o);
     return *err < 0 ? NULL : o;
+}
+
+static int add_problem(const char *problem, void *userdata)
+{
+    json_object_array_add(userdata, json_object_new_string(problem));
+    return 0;
+}
+
+struct json_object *nt_rasd_check_json(struct nt_rasd *r)
+{
+    struct json_object *o = json_object_new_object(), *problems = json_object_new_array();
+    struct nt_ledger_check_counts n = { 0 };
+    int found = r->ledger ? nt_ledger_check(r->ledger, add_problem, problems, &n) : -ENOENT;
+    if (found < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "the check could not run: %s",
+                 r->ledger ? nt_ledger_last_error(r->ledger) : r->ledger_why[0] ? r->ledger_why : "no ledger");
+        json_object_array_add(problems, json_object_new_string(why));
+    } else if (found > 0) {
+        log_warning("ras: ledger check: %d problem(s), the first: %s", found,
+                    json_object_get_string(json_object_array_get_idx(problems, 0)));
+    }
+    json_object_object_add(o, "ok", json_object_new_boolean(found == 0));
+    json_object_object_add(o, "problems", problems);
+    json_object_object_add(o, "offlines_done", json_object_new_uint64(n.offlines_done));
+    json_object_object_add(o, "frames_offline", json_object_new_uint64(n.frames_offline));
+    return o;
 }

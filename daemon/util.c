@@ -92,11 +92,21 @@ int nt_read_u64(const char *root, const char *path, uint64_t *out)
     return 0;
 }
 
-uint64_t nt_now_usec(void)
+static uint64_t clock_usec(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t nt_now_usec(void)
+{
+    return clock_usec(CLOCK_MONOTONIC);
+}
+
+uint64_t nt_realtime_usec(void)
+{
+    return clock_usec(CLOCK_REALTIME);
 }
 
 int nt_unix_connect(const char *path)

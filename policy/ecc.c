@@ -359,16 +359,19 @@ static bool errno_fatal(int e)
     return e == EPERM || e == EACCES || e == ENOENT || e == EROFS;
 }
 
-static void outcome_busy(const struct nt_ecc_params *p, struct nt_ecc_frame *f, uint64_t now_usec,
+/* EBUSY, or EIO on a re-offline: try again later, up to the limit. */
+static void outcome_busy(const struct nt_ecc_params *p, struct nt_ecc_frame *f, int e, uint64_t now_usec,
                          struct nt_ecc_outcome *out)
 {
+    const char *name = e == EBUSY ? "EBUSY" : "EIO";
     if (nt_ecc_retry_at(p, f->attempts, now_usec, &out->retry_at_usec)) {
         f->next_try_usec = out->retry_at_usec;
         outcome_set(f, out, NT_ECC_RETRY, NT_ECC_FRAME_PENDING);
-        snprintf(out->why, sizeof(out->why), "EBUSY: retry %u of %u", f->attempts, p->retry_limit - 1);
+        snprintf(out->why, sizeof(out->why), "%s: retry %u of %u", name, f->attempts, p->retry_limit - 1);
     } else {
         outcome_set(f, out, NT_ECC_GIVE_UP, NT_ECC_FRAME_FAILED);
-        snprintf(out->why, sizeof(out->why), "EBUSY: still busy after %u attempts", f->attempts);
+        snprintf(out->why, sizeof(out->why), "%s: still %s after %u attempts", name,
+                 e == EBUSY ? "busy" : "unmovable", f->attempts);
     }
 }
 
@@ -383,8 +386,8 @@ void nt_ecc_outcome(const struct nt_ecc_params *p, struct nt_ecc_frame *f, int e
         outcome_set(f, out, NT_ECC_DONE, NT_ECC_FRAME_OFFLINED);
         snprintf(out->why, sizeof(out->why), "%s",
                  already_poisoned ? "already offline (poisoned before the write)" : "soft-offlined");
-    } else if (e == EBUSY) {
-        outcome_busy(p, f, now_usec, out);
+    } else if (e == EBUSY || (e == EIO && f->reoffline)) {
+        outcome_busy(p, f, e, now_usec, out);
     } else if (errno_fatal(e)) {
         /* Not this frame's fault: keep it pending for when the actuator works. */
         f->attempts--;

@@ -94,6 +94,15 @@ struct nt_config {
     bool reoffline;                 /* reoffline: offline again at startup what was offlined before */
     uint64_t ledger_retention_usec; /* retention: events older than this are pruned (frames never) */
     unsigned ledger_max_events;     /* max_events */
+    /* [offline] */
+    uint64_t offline_write_timeout_usec;  /* write_timeout: one write to a block's state */
+    uint64_t offline_timeout_usec;        /* timeout: a whole job, unless the request says */
+    unsigned offline_ebusy_retries;       /* ebusy_retries */
+    uint64_t offline_retry_backoff_usec;  /* retry_backoff: doubled per retry */
+    bool offline_retry_timeouts;          /* retry_timeouts: a timed-out write is retried like EBUSY */
+    int offline_on_restart;               /* on_restart: enum nt_offline_restart (hotplug.h) */
+    bool offline_allow_slow;              /* allow_slow: slow tiers may receive evacuated memory */
+    unsigned offline_history;             /* history: finished jobs `jobs` lists */
     /* private: origins[i] is where nt_config_keys[i] was last set, as a
      * malloc'd "path:line"; NULL means "default". */
     char *origins[NT_CONFIG_MAX_KEYS];

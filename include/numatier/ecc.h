@@ -94,6 +94,7 @@ struct nt_ecc_frame {
     enum nt_ecc_frame_state state;
     uint32_t attempts;          /* soft-offline attempts made */
     uint64_t next_try_usec;     /* PENDING: when to try (again); UINT64_MAX: not scheduled */
+    bool reoffline;             /* offlined again after a reboot: EIO is retried like EBUSY */
 };
 
 enum nt_ecc_block_state {
@@ -188,6 +189,11 @@ struct nt_ecc_outcome {
 
 /* Classify the result of writing the frame's address to soft_offline_page
  * (err: 0 or -errno) and update the frame (attempts, state, next try).
+ * EIO is final for a frame offlined the first time (the kernel cannot move
+ * what holds it), but not for a re-offline after a reboot: the frame then
+ * holds whatever the new boot put there, often unmovable only for a while
+ * (a page being allocated, freed or migrated), and a frame known to fail
+ * must not go back into use for that; so it is retried like EBUSY.
  * already_poisoned: the frame was poisoned before the write (the kernel
  * answers 0 then, and nothing was migrated). */
 void nt_ecc_outcome(const struct nt_ecc_params *p, struct nt_ecc_frame *f, int err,

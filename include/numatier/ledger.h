@@ -31,7 +31,7 @@
 struct json_object;
 struct nt_ledger;
 
-#define NT_LEDGER_SCHEMA_VERSION 2
+#define NT_LEDGER_SCHEMA_VERSION 3
 #define NT_LEDGER_APPLICATION_ID 0x4e544c47     /* "NTLG", in the file header */
 #define NT_LEDGER_TEXT_MAX 128                  /* frame text fields, truncated */
 
@@ -90,6 +90,12 @@ int nt_ledger_add_event(struct nt_ledger *l, const struct nt_ledger_event *ev, i
 typedef int (*nt_ledger_event_cb)(int64_t id, const struct nt_ledger_event *ev, void *ud);
 int nt_ledger_recent_events(struct nt_ledger *l, size_t limit, nt_ledger_event_cb cb, void *ud);
 
+/* Events at or after since_usec that name a frame (addr_valid) whose state
+ * is in mask (NT_FRAME_MASK bits; 0 = any), oldest first: what restarts the
+ * ECC policy's leaky buckets. Read only. */
+int nt_ledger_events_since(struct nt_ledger *l, uint64_t since_usec, unsigned mask,
+                           nt_ledger_event_cb cb, void *ud);
+
 /* ---- frames ---------------------------------------------------------- */
 
 /* ok -> triggered -> offline_pending -> offlined | failed | already_offline,
@@ -138,6 +144,11 @@ int nt_ledger_frame_trigger(struct nt_ledger *l, uint64_t pfn, const char *reaso
  * open; -EINVAL if event_id names no event. */
 int nt_ledger_frame_intent(struct nt_ledger *l, uint64_t pfn, int64_t event_id, uint64_t now,
                            int64_t *action_id);
+/* The same, keeping detail_json (a JSON object, or NULL) with the intent;
+ * numatierd puts its boot id there, which lets nt_ledger_check() tell a
+ * re-offline after a reboot from acting on a frame twice. */
+int nt_ledger_frame_intent_detail(struct nt_ledger *l, uint64_t pfn, int64_t event_id,
+                                  const char *detail_json, uint64_t now, int64_t *action_id);
 
 /* Record what the kernel answered, AFTER it answered, closing the open
  * intent: state is offlined, already_offline, failed, or triggered (retry
@@ -210,3 +221,27 @@ int64_t nt_ledger_prune(struct nt_ledger *l, uint64_t retention_usec, uint64_t m
 /* For `numatierctl ras --json`: {schema, stats, groups, offlined,
  * pending_retries, pending_actions, recent_events (newest max_events)}. */
 int nt_ledger_to_json(struct nt_ledger *l, size_t max_events, struct json_object **out);
+
+/* ---- integrity ------------------------------------------------------- */
+
+/* Check the ledger: SQLite's PRAGMA integrity_check and foreign_key_check,
+ * then the invariants the API promises:
+ *   - a frame is offline_pending exactly when it has one open intent;
+ *   - a frame has at most one successful soft_offline per boot (intents
+ *     recorded with a "boot_id" in their detail; others are not compared);
+ *   - every soft_offline action names a frame that exists;
+ *   - a frame counts at least the events kept for its address, and at
+ *     least as many attempts as actions kept for it;
+ *   - a finished action has its finish time.
+ * Each problem found is passed to cb as one sentence (at most a few per
+ * kind); a non-zero return from cb stops the check and is returned. The
+ * whole check reads one snapshot and writes nothing; it reads every row,
+ * so it is for on-demand use, not every cycle. Returns the number of
+ * problems found, or negative errno if the check could not run. */
+struct nt_ledger_check_counts {
+    uint64_t offlines_done;     /* successful soft_offline actions kept */
+    uint64_t frames_offline;    /* frames offlined or already_offline */
+};
+typedef int (*nt_ledger_problem_cb)(const char *problem, void *ud);
+int nt_ledger_check(struct nt_ledger *l, nt_ledger_problem_cb cb, void *ud,
+                    struct nt_ledger_check_counts *counts);

@@ -54,3 +54,6 @@ int nt_unix_connect(const char *path);
 
 /* Monotonic time in microseconds. Only daemon/ and cli/ may call it. */
 uint64_t nt_now_usec(void);
+/* Wall-clock (CLOCK_REALTIME) time in microseconds, for records that
+ * outlive a boot (the ledger). Only daemon/ and cli/ may call it. */
+uint64_t nt_realtime_usec(void);

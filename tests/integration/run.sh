@@ -188,6 +188,12 @@ assert d["ledger"] is True, d
 assert d["events_enabled"] or d["unavailable"], d        # one or the other, said plainly
 assert r["ledger"]["schema"] >= 2 and r["ledger"]["stats"]["events"] == 0, r["ledger"]
 ' "$CTL" "$SOCK"
+check "ras-check" "$CTL" --socket "$SOCK" ras --check
+check "ras-check-json" python3 -c '
+import json,subprocess,sys
+r = json.loads(subprocess.check_output([sys.argv[1], "--socket", sys.argv[2], "--json", "ras", "--check"]))
+assert r["integrity"]["ok"] is True and r["integrity"]["problems"] == [], r["integrity"]
+' "$CTL" "$SOCK"
 
 # ---- numastat parity -------------------------------------------------------
 "$CTL" stat > "$TMP/stat.txt"; numastat -m > "$TMP/numastat-m.txt"
@@ -257,6 +263,79 @@ else
     fail "ctl-abuse" "$(grep FAIL "$TMP/abuse.txt" | tr '\n' ';')"
 fi
 check "alive-after-abuse" "$CTL" --socket "$SOCK" status
+
+# ---- offline / online / drain / jobs (issue 7) --------------------------------
+# Nothing here changes a memory block: on the host only dry runs, refusals
+# and argument errors. The real jobs run in the VM scenarios (offline-*).
+# usage_error NAME ARGS...: exit 2 and a message naming the problem on stderr.
+usage_error() {
+    local n=$1; shift
+    "$CTL" --socket "$SOCK" "$@" > /dev/null 2> "$TMP/usage.err"
+    local rc=$?
+    if [ $rc -eq 2 ] && grep -q "^numatierctl: " "$TMP/usage.err" && grep -q "usage:" "$TMP/usage.err"; then
+        pass "$n"
+    else
+        fail "$n" "exit $rc: $(head -1 "$TMP/usage.err")"
+    fi
+}
+usage_error "offline-block-backwards" offline block 5-3
+check "offline-block-backwards-says-why" grep -q "ends before it starts" "$TMP/usage.err"
+usage_error "offline-range-without-end" offline range 0x1000
+check "offline-range-without-end-says-why" grep -q "START-END" "$TMP/usage.err"
+usage_error "offline-unknown-option" offline node 0 --bogus
+check "offline-unknown-option-named" grep -q -- '"--bogus"' "$TMP/usage.err"
+usage_error "offline-no-target" offline
+usage_error "offline-bad-timeout" offline node 0 --timeout 0
+usage_error "offline-wait-and-detach" offline node 0 --wait --detach
+usage_error "drain-only-nodes" drain block 3
+usage_error "jobs-bad-id" jobs x1
+check "offline-help" sh -c "'$CTL' offline --help | grep -q 'block N\\[-M\\] | range START-END | node N'"
+
+# The rest needs the daemon side of the protocol (daemon/hotplug*.c and the
+# "offline"/"online"/"drain"/"jobs" commands in daemon/manager.c).
+check "jobs-fresh-daemon-empty" sh -c "$NOBODY '$CTL' --socket '$SOCK' jobs | grep -qx '(no jobs)'"
+check "jobs-json-any-user" sh -c "$NOBODY '$CTL' --socket '$SOCK' jobs --json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"jobs\"] == []'"
+"$CTL" --socket "$SOCK" jobs 4242 2> "$TMP/jobs-missing.err"
+rc=$?
+[ $rc -eq 1 ] && pass "jobs-unknown-id-exit-1" || fail "jobs-unknown-id-exit-1" "exit $rc"
+check "jobs-unknown-id-message" grep -qi "job" "$TMP/jobs-missing.err"
+for args in "offline block 0 --dry-run" "online node 0 --dry-run" "drain node 0 --dry-run"; do
+    $NOBODY "$CTL" --socket "$SOCK" $args > /dev/null 2> "$TMP/denied-offline.txt"
+    rc=$?
+    [ $rc -eq 4 ] && pass "nonroot-${args%% *}-refused" || fail "nonroot-${args%% *}-refused" "exit $rc"
+done
+check "nonroot-offline-needs-root-message" grep -q "needs root" "$TMP/denied-offline.txt"
+# A block that does not exist: the plan refuses (no-targets), exit 6.
+"$CTL" --socket "$SOCK" offline block 2147483647 --dry-run 2> "$TMP/no-targets.err"
+rc=$?
+[ $rc -eq 6 ] && pass "offline-no-such-block-refused-6" || fail "offline-no-such-block-refused-6" "exit $rc"
+check "offline-refusal-message" grep -q "^numatierctl: offline refused (no-targets): " "$TMP/no-targets.err"
+# Block 0 is boot memory: the plan either lays out a dry run or refuses;
+# either way with a verdict and a reason for it, and nothing changes.
+cat /sys/devices/system/memory/memory0/state > "$TMP/block0.before" 2>/dev/null
+"$CTL" --socket "$SOCK" offline block 0 --dry-run --json > "$TMP/dry0.json" 2> "$TMP/dry0.err"
+rc=$?
+if [ $rc -eq 0 ]; then
+    check "offline-dry-run-plan-json" python3 -c '
+import json,sys
+p = json.load(open(sys.argv[1]))
+assert p["op"] == "offline" and p["message"], p
+assert [s["block"] for s in p["steps"]] == [0], p["steps"]
+assert p["steps"][0]["verdict"] in ("do", "may-fail", "skip") and p["steps"][0]["reason"], p["steps"]
+' "$TMP/dry0.json"
+    check "offline-dry-run-plan-table" sh -c "'$CTL' --socket '$SOCK' offline block 0 --dry-run | grep -Eq '^ +0 +[0-9]+  (do|may-fail|skip) '"
+elif [ $rc -eq 6 ]; then
+    check "offline-dry-run-refusal-json" python3 -c '
+import json,sys
+r = json.load(open(sys.argv[1]))
+assert r["ok"] is False and r["error"]["code"] in ("infeasible", "insufficient-capacity", "bound-processes"), r
+assert "0" in r["error"]["message"], r
+' "$TMP/dry0.json"
+else
+    fail "offline-dry-run-block-0" "exit $rc: $(cat "$TMP/dry0.err")"
+fi
+check "offline-dry-run-changed-nothing" sh -c "cat /sys/devices/system/memory/memory0/state 2>/dev/null | cmp -s - '$TMP/block0.before'"
+check "jobs-still-empty-after-dry-runs" sh -c "'$CTL' --socket '$SOCK' jobs | grep -qx '(no jobs)'"
 
 # ---- clean exit -------------------------------------------------------------
 kill -TERM $DPID

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "numatier/config.h"
+#include "numatier/hotplug.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
 
@@ -772,6 +773,47 @@ static void test_man_page_documents_every_key(void **state)
     }
 }
 
+/* [offline]: the defaults the brief promises, both restart actions, and a
+ * value that is neither refused with the choices named. */
+static void test_offline_keys(void **state)
+{
+    struct dir *d = *state;
+    struct nt_config c;
+    nt_config_init(&c);
+    assert_true(c.offline_write_timeout_usec == 120 * 1000000ull);
+    assert_true(c.offline_timeout_usec == 30 * 60 * 1000000ull);
+    assert_int_equal(c.offline_ebusy_retries, 3);
+    assert_true(c.offline_retry_backoff_usec == 2 * 1000000ull);
+    assert_false(c.offline_retry_timeouts);
+    assert_int_equal(c.offline_on_restart, NT_OFFLINE_RESTART_ROLLBACK);
+    assert_true(c.offline_allow_slow);
+    assert_int_equal(c.offline_history, 20);
+    nt_config_done(&c);
+
+    _cleanup_free_ char *p = put(d, "main.conf", "[offline]\non_restart = resume\nwrite_timeout = 5s\n"
+                                                 "history = 3\nallow_slow = no\n");
+    c = load_ok(p, true, NULL);
+    assert_int_equal(c.offline_on_restart, NT_OFFLINE_RESTART_RESUME);
+    assert_true(c.offline_write_timeout_usec == 5 * 1000000ull);
+    assert_int_equal(c.offline_history, 3);
+    assert_false(c.offline_allow_slow);
+    assert_origin(&c, "offline", "on_restart", p, 2);
+    struct nt_hotplug_params hp;
+    nt_hotplug_params_from_config(&hp, &c);
+    assert_int_equal(hp.on_restart, NT_OFFLINE_RESTART_RESUME);
+    assert_int_equal(hp.history, 3);
+    assert_true(hp.migration_budget == c.migration_budget);
+    nt_config_done(&c);
+
+    _cleanup_free_ char *q = put(d, "bad.conf", "[offline]\non_restart = maybe\n");
+    struct nt_config_error err = { "" };
+    assert_int_equal(nt_config_load(&c, q, true, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "on_restart"));
+    assert_non_null(strstr(err.message, "rollback"));
+    _cleanup_free_ char *z = put(d, "zero.conf", "[offline]\nwrite_timeout = 0s\n");
+    assert_int_equal(nt_config_load(&c, z, true, NULL, &err), -ERANGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -794,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_percent_rows),
         cmocka_unit_test(test_sample_config_documents_every_key),
         cmocka_unit_test(test_man_page_documents_every_key),
+        cmocka_unit_test_setup_teardown(test_offline_keys, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

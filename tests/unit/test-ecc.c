@@ -633,6 +633,36 @@ static void test_outcome_busy_until_limit(void **state)
     assert_false(nt_ecc_frame_due(&f, UINT64_MAX));
 }
 
+/* After a reboot the frame's new occupant may be unmovable for a while:
+ * EIO is retried then, and only then. */
+static void test_outcome_reoffline_retries_eio(void **state)
+{
+    (void)state;
+    struct nt_ecc_params p = params();
+    p.retry_limit = 2;
+    struct nt_ecc_frame f = pending_frame();
+    struct nt_ecc_outcome o;
+    f.reoffline = true;
+    nt_ecc_outcome(&p, &f, -EIO, false, T0, &o);
+    assert_int_equal(o.cls, NT_ECC_RETRY);
+    assert_int_equal(f.state, NT_ECC_FRAME_PENDING);
+    assert_int_equal(f.next_try_usec, T0 + 10 * SEC);
+    assert_string_equal(o.why, "EIO: retry 1 of 1");
+    nt_ecc_outcome(&p, &f, -EIO, false, T0 + 10 * SEC, &o);
+    assert_int_equal(o.cls, NT_ECC_GIVE_UP);
+    assert_int_equal(f.state, NT_ECC_FRAME_FAILED);
+    assert_string_equal(o.why, "EIO: still unmovable after 2 attempts");
+
+    f = pending_frame();
+    f.reoffline = true;
+    nt_ecc_outcome(&p, &f, -EINVAL, false, T0, &o);      /* other errors stay final */
+    assert_int_equal(o.cls, NT_ECC_GIVE_UP);
+    f = pending_frame();
+    f.reoffline = true;
+    nt_ecc_outcome(&p, &f, 0, false, T0, &o);
+    assert_int_equal(o.cls, NT_ECC_DONE);
+}
+
 static void test_outcome_classification(void **state)
 {
     (void)state;
@@ -715,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_scenario_mce),
         cmocka_unit_test(test_retry_backoff),
         cmocka_unit_test(test_outcome_busy_until_limit),
+        cmocka_unit_test(test_outcome_reoffline_retries_eio),
         cmocka_unit_test(test_outcome_classification),
         cmocka_unit_test(test_names),
     };

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "numatier/ledger.h"
+#include "numatier/ledger-jobs.h"
 #include "numatier/util.h"
 
 #define T0      UINT64_C(1767225600000000)     /* 2026-01-01, wall clock */
@@ -226,7 +227,7 @@ static void test_migrate_from_v1(void **state)
     struct env *e = *state;
     load_sql(e->path, fixture("v1.sql"));
     open_ok(e);
-    assert_int_equal(nt_ledger_schema_version(e->l), 2);
+    assert_int_equal(nt_ledger_schema_version(e->l), NT_LEDGER_SCHEMA_VERSION);   /* all the way up */
 
     /* every row survived */
     struct nt_ledger_stats st = stats(e->l);
@@ -880,6 +881,232 @@ static void test_groups_and_json(void **state)
     json_object_put(j);
 }
 
+/* ---- replay and integrity -------------------------------------------- */
+
+struct since {
+    int n;
+    int64_t id[8];
+    uint64_t pfn[8];
+};
+
+static int collect_since(int64_t id, const struct nt_ledger_event *ev, void *ud)
+{
+    struct since *s = ud;
+    assert_true(ev->addr_valid);
+    if (s->n < 8) {
+        s->id[s->n] = id;
+        s->pfn[s->n] = ev->phys_addr >> 12;
+    }
+    s->n++;
+    return 0;
+}
+
+/* Events since a time, of frames in the given states, oldest first. */
+static void test_events_since(void **state)
+{
+    struct env *e = *state;
+    open_ok(e);
+    add(e->l, T0, PFN_A << 12);                         /* too old */
+    int64_t a1 = add(e->l, T0 + DAY, PFN_A << 12);
+    int64_t b1 = add(e->l, T0 + DAY + 1, PFN_B << 12);
+    struct nt_ledger_event noaddr = { .time_usec = T0 + DAY + 2, .source = "mce" };
+    assert_int_equal(nt_ledger_add_event(e->l, &noaddr, NULL), 0);
+    int64_t a2 = add(e->l, T0 + DAY + 3, PFN_A << 12);
+
+    struct since s = { 0 };
+    unsigned counting = NT_FRAME_MASK(NT_FRAME_OK) | NT_FRAME_MASK(NT_FRAME_TRIGGERED);
+    assert_int_equal(nt_ledger_events_since(e->l, T0 + DAY, counting, collect_since, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.id[0], a1);
+    assert_int_equal(s.id[1], b1);
+    assert_int_equal(s.id[2], a2);
+    assert_int_equal(s.pfn[1], PFN_B);
+
+    /* B offlined: its events no longer count */
+    assert_int_equal(nt_ledger_frame_intent(e->l, PFN_B, b1, T0 + DAY + 4, NULL), 0);
+    assert_int_equal(nt_ledger_frame_result(e->l, PFN_B, NT_FRAME_OFFLINED, "ok", 0, 0, T0 + DAY + 5), 0);
+    s = (struct since){ 0 };
+    assert_int_equal(nt_ledger_events_since(e->l, T0 + DAY, counting, collect_since, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.pfn[0], PFN_A);
+    assert_int_equal(s.pfn[1], PFN_A);
+    s = (struct since){ 0 };
+    assert_int_equal(nt_ledger_events_since(e->l, 0, 0, collect_since, &s), 0);
+    assert_int_equal(s.n, 4);
+}
+
+struct problems {
+    int n;
+    char text[16][256];
+};
+
+static int collect_problem(const char *p, void *ud)
+{
+    struct problems *ps = ud;
+    if (ps->n < 16)
+        snprintf(ps->text[ps->n], sizeof(ps->text[0]), "%s", p);
+    ps->n++;
+    return 0;
+}
+
+static void assert_problem(const struct problems *ps, const char *sub)
+{
+    for (int i = 0; i < ps->n && i < 16; i++)
+        if (strstr(ps->text[i], sub))
+            return;
+    for (int i = 0; i < ps->n && i < 16; i++)
+        print_message("problem: %s\n", ps->text[i]);
+    fail_msg("no problem mentions \"%s\"", sub);
+}
+
+static void offline_in_boot(struct nt_ledger *l, uint64_t pfn, const char *boot, uint64_t t)
+{
+    char detail[64];
+    snprintf(detail, sizeof(detail), "{\"boot_id\":\"%s\"}", boot);
+    assert_int_equal(nt_ledger_frame_intent_detail(l, pfn, 0, detail, t, NULL), 0);
+    assert_int_equal(nt_ledger_frame_result(l, pfn, NT_FRAME_OFFLINED, "soft-offlined", 0, 0, t + 1), 0);
+}
+
+/* A ledger used as the daemon uses it passes, a re-offline in a later
+ * boot included. */
+static void test_check_clean(void **state)
+{
+    struct env *e = *state;
+    open_ok(e);
+    struct problems ps = { 0 };
+    struct nt_ledger_check_counts n;
+    assert_int_equal(nt_ledger_check(e->l, collect_problem, &ps, &n), 0);
+    assert_int_equal(n.offlines_done, 0);
+
+    add(e->l, T0, PFN_A << 12);
+    add(e->l, T0 + 1, PFN_A << 12);
+    assert_int_equal(nt_ledger_frame_trigger(e->l, PFN_A, "2 errors", T0 + 2), 0);
+    assert_int_equal(nt_ledger_frame_intent(e->l, PFN_A, 0, T0 + 3, NULL), 0);
+    assert_int_equal(nt_ledger_frame_result(e->l, PFN_A, NT_FRAME_TRIGGERED, "EBUSY", EBUSY, T0 + 10, T0 + 4), 0);
+    offline_in_boot(e->l, PFN_A, "one", T0 + 10);
+    offline_in_boot(e->l, PFN_A, "two", T0 + DAY);      /* re-offline after a reboot */
+    assert_int_equal(nt_ledger_frame_intent(e->l, PFN_B, 0, T0 + DAY, NULL), 0);  /* open intent */
+    assert_int_equal(nt_ledger_prune(e->l, 0, 1, T0 + DAY), 1);  /* pruning keeps counts consistent */
+    assert_int_equal(nt_ledger_check(e->l, collect_problem, &ps, &n), 0);
+    assert_int_equal(ps.n, 0);
+    assert_int_equal(n.offlines_done, 2);
+    assert_int_equal(n.frames_offline, 1);
+}
+
+/* Acting on a frame twice in one boot, through the API itself. */
+static void test_check_finds_double_offline(void **state)
+{
+    struct env *e = *state;
+    open_ok(e);
+    offline_in_boot(e->l, PFN_A, "one", T0);
+    offline_in_boot(e->l, PFN_A, "one", T0 + 10);
+    struct problems ps = { 0 };
+    assert_int_equal(nt_ledger_check(e->l, collect_problem, &ps, NULL), 1);
+    assert_problem(&ps, "frame 0x12345 was soft-offlined 2 times in boot one");
+}
+
+/* Damage done behind the ledger's back (foreign keys off, as any other
+ * program has them), each kind found and named. */
+static void test_check_finds_damage(void **state)
+{
+    struct env *e = *state;
+    open_ok(e);
+    add(e->l, T0, PFN_A << 12);
+    add(e->l, T0 + 1, PFN_A << 12);
+    offline_in_boot(e->l, PFN_B, "one", T0 + 2);
+    close_ledger(e);
+
+    sqlite3 *db = raw_open(e->path);
+    raw_exec(db, "UPDATE frames SET count = 1 WHERE pfn = 74565");              /* PFN_A: 2 events */
+    raw_exec(db, "UPDATE frames SET state = 'offline_pending' WHERE pfn = 74565");
+    raw_exec(db, "INSERT INTO actions (kind, pfn, state, started_usec) VALUES ('soft_offline', 4096, 'pending', 1)");
+    raw_exec(db, "INSERT INTO actions (kind, state, started_usec, finished_usec)"
+                 " VALUES ('soft_offline', 'done', 1, 2)");
+    raw_exec(db, "UPDATE actions SET finished_usec = NULL WHERE pfn = 262144");  /* PFN_B */
+    raw_exec(db, "UPDATE frames SET attempts = 0 WHERE pfn = 262144");
+    sqlite3_close(db);
+
+    open_ok(e);
+    struct problems ps = { 0 };
+    int found = nt_ledger_check(e->l, collect_problem, &ps, NULL);
+    assert_int_equal(found, ps.n);
+    assert_problem(&ps, "frame 0x12345: 2 events kept at its address, but a count of 1");
+    assert_problem(&ps, "frame 0x12345 is offline_pending without an open intent");
+    assert_problem(&ps, "frame 0x1000 has an open intent (action 2) but is not in frames");
+    assert_problem(&ps, "actions row 2: the frames row it references is missing");
+    assert_problem(&ps, "soft_offline action 3 names no frame");
+    assert_problem(&ps, "action 1 is done but has no finish time");
+    assert_problem(&ps, "frame 0x40000: 0 attempts, but 1 soft_offline actions kept");
+    assert_int_equal(found, 8);         /* action 2 also names a frame not in frames */
+}
+
+/* Many problems of one kind: a few spelled out, all counted. */
+static void test_check_caps_reports(void **state)
+{
+    struct env *e = *state;
+    open_ok(e);
+    for (uint64_t i = 0; i < 9; i++)
+        add(e->l, T0 + i, (PFN_A + i) << 12);
+    close_ledger(e);
+    sqlite3 *db = raw_open(e->path);
+    raw_exec(db, "UPDATE frames SET count = 0");
+    sqlite3_close(db);
+    open_ok(e);
+    struct problems ps = { 0 };
+    assert_int_equal(nt_ledger_check(e->l, collect_problem, &ps, NULL), 9);
+    assert_int_equal(ps.n, 6);
+    assert_problem(&ps, "... and 4 more");
+}
+
+/* ---- schema v3: offline jobs ------------------------------------------- */
+
+/* A v2 ledger (events, frames, actions, one intent pending) migrates to v3:
+ * every row survives, the job tables work, and the schema is a fresh one's. */
+static void test_migrate_from_v2(void **state)
+{
+    struct env *e = *state;
+    load_sql(e->path, fixture("v2.sql"));
+    open_ok(e);
+    assert_int_equal(nt_ledger_schema_version(e->l), 3);
+    struct nt_ledger_stats st = stats(e->l);
+    assert_int_equal(st.events, 3);
+    assert_int_equal(st.frames[NT_FRAME_OFFLINED], 1);
+    assert_int_equal(st.frames[NT_FRAME_OFFLINE_PENDING], 1);
+    assert_int_equal(st.pending_actions, 1);
+    assert_int_equal(frame(e->l, PFN_A).updated_usec, T0 + 500000);
+
+    struct nt_job_block blocks[] = { { .block = 40, .node = 2, .before = "online", .restore = "online_movable",
+                                       .want = "offline", .now = "online", .result = NT_BLOCK_PENDING } };
+    struct nt_job job = { .op = NT_OFFLINE_OP_OFFLINE, .target = "block 40", .target_node = -1,
+                          .state = NT_JOB_RUNNING, .phase = NT_JOB_OFFLINING, .rollback = true,
+                          .timeout_usec = 60 * SEC, .started_usec = T0, .blocks = blocks, .nr_blocks = 1 };
+    assert_int_equal(nt_ledger_job_insert(e->l, &job), 0);
+    assert_true(job.id > 0);
+    snprintf(blocks[0].writing, sizeof(blocks[0].writing), "offline");
+    assert_int_equal(nt_ledger_job_block_update(e->l, &job, 0), 0);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(nt_ledger_jobs_unfinished(e->l, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], job.id);
+    free(ids);
+    struct nt_job *back = NULL;
+    assert_int_equal(nt_ledger_job_load(e->l, job.id, &back), 0);
+    assert_string_equal(back->blocks[0].writing, "offline");
+    assert_string_equal(back->target, "block 40");
+    nt_job_free(back);
+    close_ledger(e);
+
+    char fresh[PATH_MAX + 8];
+    snprintf(fresh, sizeof(fresh), "%s/fresh.db", e->dir);
+    struct nt_ledger *f = NULL;
+    char why[256];
+    assert_int_equal(nt_ledger_open(fresh, NULL, &f, why, sizeof(why)), 0);
+    nt_ledger_close(f);
+    _cleanup_free_ char *s1 = schema_of(e->path), *s2 = schema_of(fresh);
+    assert_string_equal(s1, s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -904,6 +1131,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_by_rows_keeps_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_offlined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_double_offline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_caps_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
