@@ -8,20 +8,29 @@
 #   VM_MIRROR=URL  Debian mirror (default: the host's own, from its sources)
 #
 # Result: CACHE/kernel/current -> CACHE/kernel/<kver>/ holding vmlinuz,
-# modules/ (decompressed .ko files the scenarios need, plus modules.dep)
-# and kver.
+# modules/ (decompressed .ko files the scenarios need, plus modules.dep),
+# kver, and want (the WANT_MODULES it was made for).
 set -eu
 
 CACHE=${1:-${VM_CACHE:-${HOME}/.cache/numatier}}
 KDIR=$CACHE/kernel
 # Modules the scenarios load; their dependencies come along via modules.dep.
-WANT_MODULES="mce-inject hwpoison-inject"
-
-if [ "${VM_REFRESH:-0}" != 1 ] && [ -f "$KDIR/current/stamp" ]; then
-    exit 0
-fi
+# virtio-blk, ext4 and crc32c-generic (which ext4 asks the crypto API for by
+# an alias the initramfs cannot resolve) give a scenario a persistent disk.
+WANT_MODULES="mce-inject hwpoison-inject virtio-blk ext4 crc32c-generic"
 
 log() { echo "fetch-kernel: $*" >&2; }
+
+# The cache is current when it was made for this WANT_MODULES: a change of
+# the list unpacks the kernel again (from the cached package, offline, when
+# it is still there), so a new scenario's modules always arrive.
+DEB=
+if [ "${VM_REFRESH:-0}" != 1 ] && [ -f "$KDIR/current/stamp" ]; then
+    [ "$(cat "$KDIR/current/want" 2>/dev/null)" = "$WANT_MODULES" ] && exit 0
+    log "modules wanted changed: unpacking the kernel again"
+    PKG=linux-image-$(cat "$KDIR/current/kver")
+    DEB=$(ls "$CACHE/debs/${PKG}_"*.deb 2>/dev/null | sort -V | tail -n 1)
+fi
 
 # The host's Debian mirror: the first URI ending in /debian in its sources.
 host_mirror() {
@@ -44,19 +53,21 @@ set -- -o Dir::Etc::SourceList="$APTDIR/sources.list" \
        -o Dir::Cache="$APTDIR/cache" \
        -o APT::Sandbox::User=root
 
-log "apt-get update ($MIRROR bookworm-backports)"
-apt-get -q "$@" update >&2
+if [ -z "$DEB" ]; then
+    log "apt-get update ($MIRROR bookworm-backports)"
+    apt-get -q "$@" update >&2
 
-PKG=$(apt-cache "$@" pkgnames linux-image-6.12. |
-      grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -V | tail -n 1)
-[ -n "$PKG" ] || { log "no linux-image-6.12.*+deb12-amd64 in bookworm-backports"; exit 1; }
-KVER=${PKG#linux-image-}
+    PKG=$(apt-cache "$@" pkgnames linux-image-6.12. |
+          grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -V | tail -n 1)
+    [ -n "$PKG" ] || { log "no linux-image-6.12.*+deb12-amd64 in bookworm-backports"; exit 1; }
 
-if ! ls "$CACHE/debs/${PKG}_"*.deb >/dev/null 2>&1; then
-    log "downloading $PKG"
-    (cd "$CACHE/debs" && apt-get -q "$@" download "$PKG" >&2)
+    if ! ls "$CACHE/debs/${PKG}_"*.deb >/dev/null 2>&1; then
+        log "downloading $PKG"
+        (cd "$CACHE/debs" && apt-get -q "$@" download "$PKG" >&2)
+    fi
+    DEB=$(ls "$CACHE/debs/${PKG}_"*.deb | sort -V | tail -n 1)
 fi
-DEB=$(ls "$CACHE/debs/${PKG}_"*.deb | sort -V | tail -n 1)
+KVER=${PKG#linux-image-}
 
 # Unpack into a scratch dir, keep only what the guest needs, then publish
 # atomically so an interrupted run never leaves a half-made cache.
@@ -103,6 +114,7 @@ while [ -n "$todo" ]; do
 done
 
 echo "$KVER" > "$TMP/out/kver"
+echo "$WANT_MODULES" > "$TMP/out/want"
 date -u +%FT%TZ > "$TMP/out/stamp"
 rm -rf "${KDIR:?}/${KVER:?}"
 mv "$TMP/out" "$KDIR/$KVER"

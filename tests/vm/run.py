@@ -14,14 +14,26 @@ A guest line `@@BENCH TEXT` on the channel is appended to --bench-out.
 
 A scenario is tests/vm/scenarios/NAME.sh.  Header comments set how it runs:
     # topology: tiered           (2node | tiered | hotplug | bench2node; default 2node)
-    # timeout: 60                (seconds, hard limit for the whole guest)
+    # timeout: 60                (seconds, hard limit for each boot of the guest)
     # append: ras=cec_disable    (extra kernel command line)
     # cpu: max,vendor=GenuineIntel   (QEMU -cpu; default max)
+    # boots: 2                   (default 1; see below)
+
+With `boots: N` (N > 1) the guest is booted N times in a row, each boot
+with kernel argument numatier.boot=I (1-based; `boot_number` in the
+helpers) and the same blank raw disk image of DISK_MIB MiB attached as
+virtio-blk (/dev/vda, `mount_disk` in the helpers), made afresh for each
+run of the scenario; what a boot writes there, the next one finds.  Each
+earlier boot must end cleanly (no FAIL, no kernel trouble, no timeout, the
+script's exit status 0); the verdict is the last boot's.  The console log
+holds every boot, each after a `# boot I of N` line.
 
 Output: one `PASS name` or `FAIL name: reason` line per scenario, then
 `N passed, N failed` alone on the last line; exit status 1 if any failed.
 A guest kernel panic, oops or BUG, a timeout, or no verdict fails the
-scenario; its console log stays in --logdir and its tail is printed.
+scenario; its console log stays in --logdir and its tail is printed.  A
+guest that panics while booting, before the scenario starts (a TCG flake),
+is booted once more, and the run says so.
 
 Host channel: the guest writes `@@HOST VERB ARGS` on the virtio-serial port
 org.numatier.ctl and reads back `@@OK TEXT` or `@@ERR TEXT`; verbs are those
@@ -64,6 +76,7 @@ SLOTS, MAXMEM = 4, "8G"
 # A scenario (or benchmark) that wants it sets /proc/sys/kernel/numa_balancing.
 BASE_APPEND = "console=ttyS0 quiet panic=-1 mitigations=off numa_balancing=disable"
 DEFAULT_TIMEOUT = 60
+DISK_MIB = 64   # the disk of a scenario with several boots (sparse)
 
 # Console lines that fail a scenario even if it reported PASS.
 KERNEL_TROUBLE = re.compile(
@@ -74,21 +87,25 @@ PANIC = re.compile(r"Kernel panic|Attempted to kill init")
 
 
 def parse_header(path):
-    hdr = {"topology": "2node", "timeout": str(DEFAULT_TIMEOUT), "append": "", "cpu": "max"}
+    hdr = {"topology": "2node", "timeout": str(DEFAULT_TIMEOUT), "append": "", "cpu": "max",
+           "boots": "1"}
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
                 break
-            m = re.match(r"#\s*(topology|timeout|append|cpu)\s*:\s*(.*?)\s*$", line, re.I)
+            m = re.match(r"#\s*(topology|timeout|append|cpu|boots)\s*:\s*(.*?)\s*$", line, re.I)
             if m:
                 hdr[m.group(1).lower()] = m.group(2)
     if hdr["topology"] not in TOPOLOGIES:
         raise ValueError("%s: unknown topology %r" % (path, hdr["topology"]))
     hdr["timeout"] = int(hdr["timeout"])
+    hdr["boots"] = int(hdr["boots"])
+    if not 1 <= hdr["boots"] <= 9:
+        raise ValueError("%s: boots must be 1..9, not %d" % (path, hdr["boots"]))
     return hdr
 
 
-def qemu_cmd(topology, cpu, kernel, initrd, append, tmp, serial):
+def qemu_cmd(topology, cpu, kernel, initrd, append, tmp, serial, disk=None):
     topo = TOPOLOGIES[topology]
     cpus = [c for c, _ in topo["nodes"] if c is not None]
     total = sum(mib for _, mib in topo["nodes"])
@@ -114,6 +131,8 @@ def qemu_cmd(topology, cpu, kernel, initrd, append, tmp, serial):
             "-device", "virtio-serial-pci",
             "-chardev", "socket,id=ctl,path=%s/ctl.sock,server=on,wait=on" % tmp,
             "-device", "virtserialport,chardev=ctl,name=org.numatier.ctl"]
+    if disk:
+        cmd += ["-drive", "file=%s,if=virtio,format=raw" % disk]
     return cmd
 
 
@@ -183,6 +202,95 @@ def tail(path, n=40):
         return f.readlines()[-n:]
 
 
+class Boot:
+    """What one boot of the guest left behind."""
+
+    def __init__(self):
+        self.chan = None
+        self.lines = []       # its console, for a verdict the channel missed
+        self.trouble = []     # kernel trouble lines
+        self.timed_out = False
+        self.returncode = None
+
+
+def boot_guest(name, args, hdr, append, tmp, disk, logline, out_lock):
+    """Run QEMU once, until the guest powers off or the timeout; a Boot."""
+    b = Boot()
+    start = time.monotonic()
+    cmd = qemu_cmd(hdr["topology"], hdr["cpu"], args.kernel, args.initrd, append, tmp, "stdio", disk)
+    logline("# " + " ".join(shlex.quote(c) for c in cmd))
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def console():
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            b.lines.append(line)
+            logline(line)
+            if KERNEL_TROUBLE.search(line):
+                if args.live:
+                    with out_lock:
+                        print("[kernel] " + line, flush=True)
+                b.trouble.append(line.strip())
+                if PANIC.search(line):
+                    # panic=-1 reboots, -no-reboot then exits; be sure.
+                    t = threading.Timer(3.0, proc.kill)
+                    t.daemon = True
+                    t.start()
+
+    con = threading.Thread(target=console, daemon=True)
+    con.start()
+    b.chan = Channel(tmp, logline)
+    if b.chan.connect(proc):
+        b.chan.start()
+    try:
+        proc.wait(timeout=max(1.0, hdr["timeout"] - (time.monotonic() - start)))
+    except subprocess.TimeoutExpired:
+        b.timed_out = True
+    finally:  # also on Ctrl-C: QEMU runs in its own session
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    con.join(5)
+    if b.chan.sock:
+        b.chan.sock.close()
+    b.returncode = proc.returncode
+    logline("# exit %s after %.1f s" % (proc.returncode, time.monotonic() - start))
+    return b
+
+
+def panicked_booting(b):
+    """A kernel panic before the scenario's first line (@@START)."""
+    return any(PANIC.search(t) for t in b.trouble) and \
+        not any(line.startswith("@@START") for line in b.lines)
+
+
+def judge(name, b, hdr, last):
+    """Why this boot fails the scenario, or None.  Only the last boot must
+    give a verdict; an earlier one must end cleanly."""
+    guest = [r for r in b.chan.results if r.split(" ", 1)[-1].split(":")[0] == name]
+    if not guest:  # no channel result: fall back on the console
+        for line in b.lines:
+            m = re.match(r"\s*((PASS|FAIL) %s\b.*)$" % re.escape(name), line)
+            if m:
+                guest.append(m.group(1))
+    fails = [r for r in guest if r.startswith("FAIL")]
+    panics = [t for t in b.trouble if PANIC.search(t)]
+    if panics:
+        return "guest kernel panic: " + panics[0]
+    if b.timed_out:
+        return "timed out after %d s (guest hang?)" % hdr["timeout"]
+    if fails:
+        return fails[0].split(": ", 1)[1] if ": " in fails[0] else "failed"
+    if b.trouble:
+        return "guest kernel trouble: " + b.trouble[0]
+    if last and not guest:
+        return "no verdict from guest (qemu exit %s, scenario rc %s)" % (b.returncode, b.chan.done_rc)
+    if b.chan.done_rc not in ((0, None) if last else (0,)):
+        return "scenario exited %s" % b.chan.done_rc
+    return None
+
+
 def run_scenario(name, args, out_lock):
     path = os.path.join(args.scenarios, name + ".sh")
     log_path = os.path.join(args.logdir, name + (("-" + args.tag) if args.tag else "") + ".log")
@@ -196,13 +304,12 @@ def run_scenario(name, args, out_lock):
     append = " ".join(x for x in (BASE_APPEND, "numatier.scenario=" + name,
                                   "numatier.dir=" + gdir if gdir != "scenarios" else "",
                                   hdr["append"], args.append) if x)
+    boots = hdr["boots"]
     start = time.monotonic()
+    bench, reason = [], None
     with tempfile.TemporaryDirectory(prefix="numatier-vm.") as tmp, \
             open(log_path, "w", buffering=1) as log:
-        cmd = qemu_cmd(hdr["topology"], hdr["cpu"], args.kernel, args.initrd, append, tmp, "stdio")
-        log.write("# " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         loglock = threading.Lock()
-
         started = [False]
 
         def logline(text):
@@ -213,7 +320,7 @@ def run_scenario(name, args, out_lock):
                 # messages before @@START, no channel chatter.
                 if text.startswith("@@START"):
                     started[0] = True
-                elif started[0] and not text.startswith(("@@", "[host]", "# exit")) \
+                elif started[0] and not text.startswith(("@@", "[host]", "# exit", "# boot")) \
                         and not KMSG.match(text):
                     with out_lock:
                         print(text, flush=True)
@@ -221,72 +328,40 @@ def run_scenario(name, args, out_lock):
                 with out_lock:
                     print("[%s] %s" % (name, text), flush=True)
 
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        trouble = []
-
-        def console():
-            for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip("\r\n")
-                logline(line)
-                if KERNEL_TROUBLE.search(line):
-                    if args.live:
-                        with out_lock:
-                            print("[kernel] " + line, flush=True)
-                    trouble.append(line.strip())
-                    if PANIC.search(line):
-                        # panic=-1 reboots, -no-reboot then exits; be sure.
-                        t = threading.Timer(3.0, proc.kill)
-                        t.daemon = True
-                        t.start()
-
-        con = threading.Thread(target=console, daemon=True)
-        con.start()
-        chan = Channel(tmp, logline)
-        timed_out = False
-        if chan.connect(proc):
-            chan.start()
-        try:
-            proc.wait(timeout=max(1.0, hdr["timeout"] - (time.monotonic() - start)))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:  # also on Ctrl-C: QEMU runs in its own session
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        con.join(5)
-        if chan.sock:
-            chan.sock.close()
-        elapsed = time.monotonic() - start
-        logline("# exit %s after %.1f s" % (proc.returncode, elapsed))
-    if args.bench_out and chan.bench:
+        disk = None
+        if boots > 1:  # blank, sparse; the first boot formats it
+            disk = os.path.join(tmp, "disk.img")
+            with open(disk, "wb") as f:
+                f.truncate(DISK_MIB << 20)
+        for i in range(1, boots + 1):
+            for attempt in (1, 2):
+                bdir = os.path.join(tmp, "boot%d.%d" % (i, attempt))  # fresh sockets for each QEMU
+                os.mkdir(bdir)
+                if boots > 1:
+                    logline("# boot %d of %d" % (i, boots))
+                    started[0] = False
+                b = boot_guest(name, args, hdr, append + (" numatier.boot=%d" % i if boots > 1 else ""),
+                               bdir, disk, logline, out_lock)
+                if attempt == 2 or not panicked_booting(b):
+                    break
+                # TCG now and then crashes the kernel while it patches its
+                # own text at boot (an int3 Oops in an initcall), before
+                # any scenario code ran: that says nothing about numatier.
+                note = "the guest kernel panicked while booting, before the scenario started: booting again"
+                logline("# " + note)
+                with out_lock:
+                    print("--- %s: %s" % (name, note), flush=True)
+            bench += b.chan.bench
+            reason = judge(name, b, hdr, i == boots)
+            if reason:
+                if boots > 1:
+                    reason = "boot %d of %d: %s" % (i, boots, reason)
+                break
+    elapsed = time.monotonic() - start
+    if args.bench_out and bench:
         with out_lock, open(args.bench_out, "a") as bf:
-            for b in chan.bench:
-                bf.write(b + "\n")
-
-    guest = [r for r in chan.results if r.split(" ", 1)[-1].split(":")[0] == name]
-    fails = [r for r in guest if r.startswith("FAIL")]
-    if not guest:  # no channel result: fall back on the console
-        for line in open(log_path, errors="replace"):
-            m = re.match(r"\s*((PASS|FAIL) %s\b.*)$" % re.escape(name), line)
-            if m:
-                guest.append(m.group(1))
-        fails = [r for r in guest if r.startswith("FAIL")]
-    panics = [t for t in trouble if PANIC.search(t)]
-    if panics:
-        reason = "guest kernel panic: " + panics[0]
-    elif timed_out:
-        reason = "timed out after %d s (guest hang?)" % hdr["timeout"]
-    elif fails:
-        reason = fails[0].split(": ", 1)[1] if ": " in fails[0] else "failed"
-    elif trouble:
-        reason = "guest kernel trouble: " + trouble[0]
-    elif not guest:
-        reason = "no verdict from guest (qemu exit %s, scenario rc %s)" % (proc.returncode, chan.done_rc)
-    elif chan.done_rc not in (0, None):
-        reason = "scenario exited %s" % chan.done_rc
-    else:
-        reason = None
+            for line in bench:
+                bf.write(line + "\n")
     return reason is None, reason, (log_path, elapsed)
 
 

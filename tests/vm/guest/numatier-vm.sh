@@ -151,3 +151,120 @@ vmstat_get() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
 
 now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+# ---- memory blocks, offline jobs and JSON (offline-*.sh) -----------------
+# json_get FILE KEY          value of "KEY" in numatierctl's pretty JSON: the
+#                            occurrence nearest the top level wins; strings
+#                            unquoted; fails if absent
+# json_array FILE NAME KEY...  one line per element of array NAME (flat
+#                            objects): the KEYs' values joined by '|'
+# block_states               "ID state zones" for every memory block (zones:
+#                            valid_zones with commas), sorted by ID
+# node_blocks NODE           the memory block ids of NODE, ascending
+# block_set ID WORD          write WORD (online_movable, offline, ...) to the
+#                            block's state under a 30 s timeout
+# checksum_ok PID OUT        ask a memhog/pinhog for its checksum (SIGUSR1)
+#                            and succeed if OUT gains "CHECKSUM OK"
+# ctl_run FILE ARGS...       run `numatierctl ARGS` with stdout+stderr in
+#                            FILE, echo it, return numatierctl's exit code
+# start_pinhog ARGS...       start a pinhog (pinned pages), wait for its
+#                            state; sets PINHOG_PID, PINHOG_STATE, PINHOG_OUT
+json_get() {
+    awk -v k="$2" '
+        BEGIN { pat = "^ *\"" k "\": " }
+        $0 ~ pat {
+            ind = match($0, /[^ ]/)
+            if (found && ind >= best_ind)
+                next
+            v = $0; sub(pat, "", v); sub(/,$/, "", v)
+            if (v ~ /^".*"$/) { v = substr(v, 2, length(v) - 2); gsub(/\\"/, "\"", v) }
+            best = v; best_ind = ind; found = 1
+        }
+        END { if (!found) exit 1; print best }' "$1"
+}
+
+json_array() {
+    _nt_f=$1; _nt_n=$2; shift 2
+    awk -v name="$_nt_n" -v keys="$*" '
+        BEGIN { nk = split(keys, K, " "); split("", V) }
+        !inarr && $0 ~ "^ *\"" name "\": \\[" { inarr = 1; next }
+        !inarr { next }
+        /^ *\],?$/ { exit }
+        /^ *\{$/ { split("", V); next }
+        /^ *\},?$/ {
+            out = ""
+            for (i = 1; i <= nk; i++) out = out (i > 1 ? "|" : "") V[K[i]]
+            print out; next
+        }
+        match($0, /^ *"[A-Za-z0-9_]+": /) {
+            kv = substr($0, RSTART, RLENGTH); sub(/^ *"/, "", kv); sub(/": $/, "", kv)
+            v = substr($0, RSTART + RLENGTH); sub(/,$/, "", v)
+            if (v ~ /^".*"$/) { v = substr(v, 2, length(v) - 2); gsub(/\\"/, "\"", v) }
+            V[kv] = v
+        }' "$_nt_f"
+}
+
+block_states() {
+    for _nt_d in /sys/devices/system/memory/memory[0-9]*; do
+        echo "${_nt_d##*/memory} $(cat "$_nt_d/state") $(cat "$_nt_d/valid_zones" 2>/dev/null | tr ' ' ,)"
+    done | sort -n
+}
+
+node_blocks() {
+    ls -d /sys/devices/system/node/node"$1"/memory[0-9]* 2>/dev/null | sed 's/.*memory//' | sort -n
+}
+
+block_set() {
+    timeout 30 sh -c "echo $2 > /sys/devices/system/memory/memory$1/state"
+}
+
+checksum_ok() {
+    _nt_n=$(grep -c CHECKSUM "$2" 2>/dev/null)
+    kill -USR1 "$1" 2>/dev/null || return 1
+    wait_for 30 sh -c "[ \$(grep -c CHECKSUM '$2') -gt ${_nt_n:-0} ]" || return 1
+    tail -n 5 "$2" | grep CHECKSUM | tail -n 1 | grep -q "CHECKSUM OK"
+}
+
+ctl_run() {
+    _nt_out=$1; shift
+    numatierctl "$@" > "$_nt_out" 2>&1
+    _nt_rc=$?
+    echo "\$ numatierctl $* -> exit $_nt_rc"
+    cat "$_nt_out"
+    return $_nt_rc
+}
+
+NT_PINHOG_N=0
+start_pinhog() {
+    NT_PINHOG_N=$((NT_PINHOG_N + 1))
+    PINHOG_STATE=/tmp/pinhog.$NT_PINHOG_N.state
+    PINHOG_OUT=/tmp/pinhog.$NT_PINHOG_N.out
+    rm -f "$PINHOG_STATE"
+    pinhog --state "$PINHOG_STATE" "$@" > "$PINHOG_OUT" 2>&1 3>&- &
+    PINHOG_PID=$!
+    if ! wait_for 30 test -s "$PINHOG_STATE"; then
+        cat "$PINHOG_OUT"
+        fail "pinhog $* did not become ready"
+    fi
+}
+
+# ---- scenarios with several boots (run.py header `# boots: N`) -----------
+# boot_number                the boot this is, 1..N (kernel arg numatier.boot)
+# mount_disk DIR             mount the scenario's disk (/dev/vda, blank at
+#                            first) on DIR, formatting it in boot 1; the
+#                            guest's /init unmounts it before power-off
+boot_number() { kernel_arg numatier.boot 1; }
+
+mount_disk() {
+    # ext4 mounts the ext2 file system busybox makes; it wants crc32c from
+    # the crypto API, whose module alias the initramfs cannot resolve.
+    for m in virtio-blk crc32c-generic ext4; do
+        modprobe "$m" || fail "cannot load module $m"
+    done
+    wait_for 10 test -b /dev/vda || fail "no disk /dev/vda (is the scenario's header '# boots: N'?)"
+    if [ "$(boot_number)" = 1 ]; then
+        mke2fs -q /dev/vda >/dev/null || fail "mke2fs /dev/vda failed"
+    fi
+    mkdir -p "$1"
+    mount -t ext4 /dev/vda "$1" || fail "cannot mount /dev/vda on $1"
+}

@@ -9,7 +9,9 @@
 # is consistent (every event still there, the frame offlined, one attempt),
 # the restart does not act on the frame again (re-offline sees it is
 # already poisoned), and a further error on that frame changes nothing.
-# (The storm and the kill during it are still to come.)
+# Then error counts survive a restart: one error at a second workload's
+# frame, SIGKILL, restart, one more error: two within 24 h, offlined.
+# (The kill during a storm is ras-storm-kill.)
 . /lib/numatier-vm.sh
 
 for f in /sys/devices/system/machinecheck/machinecheck*/check_interval; do echo 1 > "$f"; done
@@ -45,4 +47,30 @@ wait_until 20 sh -c '[ "$(numatierctl ras --json | awk "/\"stats\"/ { s = 1 } s 
 sleep 2
 [ "$(attempts)" = 1 ] || fail "a new error on an offlined frame started another attempt"
 [ "$(hc)" -eq $((HC0 + 4)) ] || fail "HardwareCorrupted changed again: $(hc) kB"
+
+# ---- error counts across a restart -----------------------------------------
+start_memhog --mib 8 --hot-pct 0
+pfn2=$(state_get "$MEMHOG_STATE" pfn0)
+ADDR2=$(printf '0x%x' $((pfn2 * 4096)))
+[ "$pfn2" != "$pfn" ] || fail "both workloads have the same frame"
+inject2() { host mce 0 8 0x9c0000000000009f 0 "$ADDR2" 0x8c >/dev/null || fail "host mce injection failed"; }
+offlined2() { numatierctl ras | awk '/^Offlined frames:/ { o = 1; next } o && /^$/ { o = 0 } o' |
+              grep -q "$(printf '0x%014x' $((ADDR2)))"; }
+more_events() { [ "$(seen_events)" -gt "$1" ]; }
+n=$(seen_events)
+inject2
+wait_until 20 more_events "$n" || fail "the first error at $ADDR2 was not recorded"
+sleep 2
+offlined2 && fail "one error offlined $ADDR2"
+kill -KILL "$NT_DAEMON_PID"; wait "$NT_DAEMON_PID" 2>/dev/null
+conf
+replayed=$(numatierctl ras --json | awk '$1 == "\"replayed\":" { gsub(/,/, "", $2); print $2; exit }')
+echo "restarted: $replayed recent event(s) replayed into the error counts"
+[ "${replayed:-0}" -ge 1 ] || fail "the restarted daemon replayed no events"
+offlined2 && fail "the restart offlined $ADDR2 on one error"
+inject2
+wait_until 30 offlined2 || fail "two errors at $ADDR2, one before and one after a restart, did not offline it: $(numatierctl ras)"
+[ "$(hc)" -eq $((HC0 + 8)) ] || fail "HardwareCorrupted is $(hc) kB, expected $((HC0 + 8))"
+numatierctl ras --check | tail -n 1
+numatierctl ras --check >/dev/null || fail "the ledger check failed: $(numatierctl ras --check | tail -n 5)"
 pass
