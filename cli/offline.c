@@ -574,29 +574,67 @@ static size_t count_verdicts(struct json_object *steps, const char *v1, const ch
     return n;
 }
 
-/* "offline node 2: 4 blocks (1 skipped), 256.0 MiB in use to move to node 0 (200.0 MiB), node 1 (56.0 MiB)" */
-static void print_plan_summary(struct json_object *plan, const char *target)
+/* ", 256.0 MiB in use to move to node 0 (200.0 MiB), node 1 (56.0 MiB)" */
+static void print_memory_moves(FILE *out, struct json_object *plan)
 {
-    struct json_object *steps = field(plan, "steps"), *dests = field(plan, "destinations");
-    size_t skipped = count_verdicts(steps, "skip", NULL);
-    printf("%s %s: %zu block(s) to change", field_str(plan, "op", "?"), target,
-           count_verdicts(steps, "do", "may-fail"));
-    if (skipped)
-        printf(" (%zu skipped)", skipped);
-    if (field_int(plan, "used_bytes") > 0)
-        printf(", %.1f MiB in use to move", (double)field_int(plan, "used_bytes") / MIB);
+    struct json_object *dests = field(plan, "destinations");
+    if (field_int(plan, "used_bytes") <= 0) {
+        if (str_is(field_str(plan, "op", ""), "drain"))
+            fprintf(out, ", no memory in use to move");
+        return;
+    }
+    fprintf(out, ", %.1f MiB in use to move", (double)field_int(plan, "used_bytes") / MIB);
     for (size_t i = 0; i < array_len(dests); i++)
-        printf("%s node %" PRId64 " (%.1f MiB)", i ? "," : " to", field_int(array_at(dests, i), "node"),
-               (double)field_int(array_at(dests, i), "bytes") / MIB);
-    if (field(plan, "cpu_node") && field_int(plan, "cpu_node") >= 0)
-        printf("; threads to node %" PRId64, field_int(plan, "cpu_node"));
-    printf("\n%s\n", field_str(plan, "message", ""));
+        fprintf(out, "%s node %" PRId64 " (%.1f MiB)", i ? "," : " to", field_int(array_at(dests, i), "node"),
+                (double)field_int(array_at(dests, i), "bytes") / MIB);
+}
+
+/* A drain changes no block: it moves threads to cpu_node, memory to the
+ * destinations. */
+static void print_drain_threads(FILE *out, struct json_object *plan)
+{
+    int64_t cpu_node = field(plan, "cpu_node") ? field_int(plan, "cpu_node") : -1;
+    if (cpu_node >= 0)
+        fprintf(out, "threads to node %" PRId64, cpu_node);
+    else if (str_is(field_str(plan, "refusal", ""), "no-cpu-destination"))
+        fprintf(out, "no other node to take its threads");
+    else
+        fprintf(out, "no threads to move (no CPUs)");
+}
+
+void offline_print_plan_summary(FILE *out, struct json_object *plan, const char *target)
+{
+    struct json_object *steps = field(plan, "steps");
+    const char *op = field_str(plan, "op", "?");
+    fprintf(out, "%s %s: ", op, target);
+    if (str_is(op, "drain")) {
+        print_drain_threads(out, plan);
+        print_memory_moves(out, plan);
+        fprintf(out, "; no block changes state");
+    } else {
+        size_t skipped = count_verdicts(steps, "skip", NULL);
+        fprintf(out, "%zu block(s) to change", count_verdicts(steps, "do", "may-fail"));
+        if (skipped)
+            fprintf(out, " (%zu skipped)", skipped);
+        print_memory_moves(out, plan);
+    }
+    fprintf(out, "\n%s\n", field_str(plan, "message", ""));
+}
+
+void offline_print_nothing_to_do(FILE *out, const char *op, const char *target, struct json_object *plan)
+{
+    static const char words[] = "nothing to do";
+    const char *msg = field_str(plan, "message", "");
+    if (strncmp(msg, words, strlen(words)) == 0)
+        fprintf(out, "%s %s: %s\n", op, target, msg);
+    else
+        fprintf(out, "%s %s: %s%s%s\n", op, target, words, *msg ? ": " : "", msg);
 }
 
 static void print_plan(struct json_object *plan, const char *target)
 {
     printf("Plan: ");
-    print_plan_summary(plan, target);
+    offline_print_plan_summary(stdout, plan, target);
     printf("Verdict: %s; %.1f MiB in use, %.1f MiB of room on the destinations\n",
            field_str(plan, "refusal", "?"), (double)field_int(plan, "used_bytes") / MIB,
            (double)field_int(plan, "room_bytes") / MIB);
@@ -937,12 +975,12 @@ static int start_job(const struct ctl_opts *o, const struct offline_args *a, str
         if (json)
             show_json(result);
         else
-            printf("%s %s: nothing to do: %s\n", a->op, target, field_str(field(result, "plan"), "message", ""));
+            offline_print_nothing_to_do(stdout, a->op, target, field(result, "plan"));
         return EXIT_OK;
     }
     int64_t id = field_int(job, "id");
     if (!json) {
-        print_plan_summary(field(result, "plan"), target);
+        offline_print_plan_summary(stdout, field(result, "plan"), target);
         printf("job %" PRId64 " started%s\n", id, a->detach ? "" : "; Ctrl-C stops following, not the job");
         fflush(stdout);
     }

@@ -54,6 +54,16 @@ size_t offline_progress_line(struct json_object *job, unsigned width, char *buf,
  * Returns the number of lines written. */
 unsigned offline_report_changes(FILE *out, struct json_object *prev, struct json_object *cur);
 
+/* A PLAN in two lines: what the job does, then the daemon's message.
+ * "offline node 2: 4 block(s) to change (1 skipped), 256.0 MiB in use to
+ * move to node 0 (200.0 MiB), node 1 (56.0 MiB)"; a drain changes no
+ * block: "drain node 1: threads to node 0, 80.0 MiB in use to move to
+ * node 0 (80.0 MiB); no block changes state". */
+void offline_print_plan_summary(FILE *out, struct json_object *plan, const char *target);
+/* "offline node 2: nothing to do: every block of node 2 is already
+ * offline." (the words once, whether the daemon's message has them). */
+void offline_print_nothing_to_do(FILE *out, const char *op, const char *target, struct json_object *plan);
+
 /* The job has reached a final state (succeeded, failed, rolled-back,
  * interrupted). */
 bool offline_job_finished(struct json_object *job);

@@ -5,9 +5,11 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "numatier/hotplug.h"
 #include "numatier/select.h"
@@ -68,13 +70,156 @@ static uint64_t block_used(const struct nt_topology *t, const struct nt_mem_bloc
     return used < t->block_size_bytes ? used : t->block_size_bytes;
 }
 
+/* ---- /proc/iomem: blocks with holes ------------------------------------------ */
+
+/* The kernel offlines a block only if System RAM covers all of it
+ * (offline_pages: "memory holes", EINVAL). Firmware reservations inside
+ * boot memory, such as QEMU's at the top of low memory, make such holes. */
+
+struct iomem_range {
+    uint64_t start, end;            /* end inclusive, as /proc/iomem prints it */
+    char name[40];
+};
+
+struct iomem {
+    struct iomem_range *ram;        /* System RAM at any depth, by start */
+    size_t nr_ram;
+    struct iomem_range *other;      /* the rest, in file order: parents first */
+    size_t nr_other;
+};
+
+static void iomem_free(struct iomem *m)
+{
+    free(m->ram);
+    free(m->other);
+    *m = (struct iomem){ 0 };
+}
+
+static int cmp_range_start(const void *a, const void *b)
+{
+    const struct iomem_range *x = a, *y = b;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+static int iomem_push(struct iomem_range **v, size_t *n, const struct iomem_range *r)
+{
+    struct iomem_range *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (!nv)
+        return -ENOMEM;
+    nv[(*n)++] = *r;
+    *v = nv;
+    return 0;
+}
+
+/* Every "start-end : name" line, at any depth: System RAM may be nested (a
+ * dax device's "System RAM (kmem)"), and what is nested inside System RAM
+ * (Kernel code, ...) is RAM all the same. Unreadable, or all zeros (what
+ * a reader without CAP_SYS_ADMIN sees): empty, so no block is judged. */
+static int iomem_read(const char *root, struct iomem *m)
+{
+    _cleanup_free_ char *text = NULL;
+    bool real = false;
+    *m = (struct iomem){ 0 };
+    if (nt_read_file(root, "/proc/iomem", &text) < 0)
+        return 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        struct iomem_range r;
+        int name_at = 0;
+        if (sscanf(line, " %" SCNx64 "-%" SCNx64 " : %n", &r.start, &r.end, &name_at) != 2 || !name_at ||
+            r.end < r.start)
+            continue;
+        snprintf(r.name, sizeof(r.name), "%s", line + name_at);
+        bool ram = strncmp(line + name_at, "System RAM", 10) == 0;
+        real |= ram && r.end > 0;
+        int err = ram ? iomem_push(&m->ram, &m->nr_ram, &r) : iomem_push(&m->other, &m->nr_other, &r);
+        if (err < 0) {
+            iomem_free(m);
+            return err;
+        }
+    }
+    if (!real)
+        iomem_free(m);
+    if (m->nr_ram)
+        qsort(m->ram, m->nr_ram, sizeof(*m->ram), cmp_range_start);
+    return 0;
+}
+
+/* The first stretch [*from, *to) of [start, end) that no System RAM
+ * covers; false if there is none. */
+static bool first_hole(const struct iomem *m, uint64_t start, uint64_t end, uint64_t *from, uint64_t *to)
+{
+    uint64_t pos = start;
+    for (size_t i = 0; i < m->nr_ram && pos < end; i++) {
+        const struct iomem_range *r = &m->ram[i];
+        if (r->end < pos)
+            continue;
+        if (r->start > pos) {
+            *from = pos;
+            *to = r->start < end ? r->start : end;
+            return true;
+        }
+        pos = r->end == UINT64_MAX ? end : r->end + 1;
+    }
+    *from = pos;
+    *to = end;
+    return pos < end;
+}
+
+/* "is not entirely System RAM (reserved 0x5ffe0000-0x5fffffff inside): ..." */
+static char *hole_reason(const struct iomem *m, uint64_t from, uint64_t to)
+{
+    const struct iomem_range *what = NULL;
+    for (size_t i = 0; i < m->nr_other && !what; i++)
+        if (m->other[i].start <= from && from <= m->other[i].end)
+            what = &m->other[i];
+    char kind[48], *reason = NULL;
+    if (!what)
+        snprintf(kind, sizeof(kind), "no RAM at");
+    else if (strcasecmp(what->name, "Reserved") == 0)
+        snprintf(kind, sizeof(kind), "reserved");
+    else
+        snprintf(kind, sizeof(kind), "\"%s\"", what->name);
+    if (asprintf(&reason, "is not entirely System RAM (%s 0x%" PRIx64 "-0x%" PRIx64 " inside): "
+                 "the kernel cannot offline it", kind, from, to - 1) < 0)
+        return NULL;
+    return reason;
+}
+
+/* An offline's online blocks that /proc/iomem shows with a hole get an
+ * unofflinable_reason, so the plan refuses them instead of the kernel. */
+static int mark_holes(const char *root, struct nt_hotplug_input *out, const struct nt_offline_request *req)
+{
+    const struct nt_topology *t = out->topo;
+    if (req->op != NT_OFFLINE_OP_OFFLINE || !t->block_size_bytes)
+        return 0;
+    struct iomem m;
+    int r = iomem_read(root, &m);
+    if (r < 0 || !m.nr_ram)
+        return r;
+    for (size_t i = 0; i < t->nr_blocks && r == 0; i++) {
+        uint64_t start = (uint64_t)t->blocks[i].id * t->block_size_bytes, from, to;
+        if (!t->blocks[i].online || !first_hole(&m, start, start + t->block_size_bytes, &from, &to))
+            continue;
+        out->unofflinable[i] = hole_reason(&m, from, to);
+        if (!out->unofflinable[i])
+            r = -ENOMEM;
+        out->blocks[i].unofflinable_reason = out->unofflinable[i];
+    }
+    iomem_free(&m);
+    return r;
+}
+
 static int make_blocks(struct nt_hotplug_input *out, const struct nt_offline_request *req)
 {
     const struct nt_topology *t = out->topo;
     struct nt_nodeset whole;
     whole_nodes(t, req, &whole);
     out->blocks = calloc(t->nr_blocks ? t->nr_blocks : 1, sizeof(*out->blocks));
-    if (!out->blocks)
+    out->unofflinable = calloc(t->nr_blocks ? t->nr_blocks : 1, sizeof(*out->unofflinable));
+    if (!out->blocks || !out->unofflinable)
         return -ENOMEM;
     for (size_t i = 0; i < t->nr_blocks; i++) {
         const struct nt_mem_block *b = &t->blocks[i];
@@ -368,7 +513,8 @@ int nt_hotplug_gather(const char *root, const struct nt_hotplug_params *p, const
         return r;
     struct gather_ctx g;
     gather_ctx_init(&g, root, out, req);
-    if ((r = make_blocks(out, req)) < 0 || (r = make_nodes(root, p, out)) < 0 ||
+    if ((r = make_blocks(out, req)) < 0 || (r = mark_holes(root, out, req)) < 0 ||
+        (r = make_nodes(root, p, out)) < 0 ||
         (req->op != NT_OFFLINE_OP_ONLINE && (r = make_procs(root, out, &g)) < 0)) {
         nt_hotplug_input_done(out);
         return r;
@@ -383,6 +529,9 @@ int nt_hotplug_gather(const char *root, const struct nt_hotplug_params *p, const
 
 void nt_hotplug_input_done(struct nt_hotplug_input *in)
 {
+    for (size_t i = 0; in->unofflinable && in->topo && i < in->topo->nr_blocks; i++)
+        free(in->unofflinable[i]);
+    free(in->unofflinable);
     nt_topology_free(in->topo);
     free(in->blocks);
     free(in->nodes);

@@ -109,8 +109,24 @@ static struct json_object *job_rebind_json(const struct nt_job_rebind *r)
     return o;
 }
 
+/* A block whose state this job changed: offlined or onlined, or found
+ * changed by the rollback, which put it back or could not. */
+static bool block_changed(const struct nt_job_block *b)
+{
+    switch (b->result) {
+    case NT_BLOCK_OFFLINED:
+    case NT_BLOCK_ONLINED:
+    case NT_BLOCK_ROLLED_BACK:
+    case NT_BLOCK_ROLLBACK_FAILED:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* blocks_total counts the blocks the job changes (skipped ones are not
- * work); blocks_done those that reached the wanted state. */
+ * work); blocks_done those it changed, rolled back or not, so the count
+ * never runs backwards and a rolled-back job still says how far it got. */
 static void count_blocks(const struct nt_job *j, uint64_t *total, uint64_t *done)
 {
     *total = *done = 0;
@@ -119,7 +135,7 @@ static void count_blocks(const struct nt_job *j, uint64_t *total, uint64_t *done
         if (b->result == NT_BLOCK_SKIPPED || !b->want[0])
             continue;
         (*total)++;
-        *done += b->result == NT_BLOCK_OFFLINED || b->result == NT_BLOCK_ONLINED;
+        *done += block_changed(b);
     }
 }
 

@@ -301,6 +301,8 @@ static void classify_offline(const struct nt_offline_block *b, struct nt_offline
         classify_skip(b, "offline", s);
     else if (b->node < 0)
         set_step(s, NT_OFFLINE_IMPOSSIBLE, "belongs to no NUMA node, so its evacuation cannot be planned");
+    else if (b->unofflinable_reason && *b->unofflinable_reason)
+        set_step(s, NT_OFFLINE_IMPOSSIBLE, "%s", b->unofflinable_reason);
     else if (has_zone(zones, "none"))
         set_step(s, NT_OFFLINE_IMPOSSIBLE,
                  "spans several zones (valid_zones \"none\"): the kernel cannot offline it");

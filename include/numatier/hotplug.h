@@ -159,6 +159,7 @@ struct nt_hotplug_proc {
 struct nt_hotplug_input {
     struct nt_topology *topo;
     struct nt_offline_block *blocks;
+    char **unofflinable;            /* per block: its unofflinable_reason (malloc'd) or NULL */
     struct nt_offline_node *nodes;
     struct nt_hotplug_proc *procs;
     struct nt_offline_proc *plan_procs;
@@ -170,7 +171,9 @@ struct nt_hotplug_input {
 /* Read blocks, nodes (free, total, watermarks: the larger of the zones'
  * low watermarks in /proc/zoneinfo and free_watermark_pct of the node),
  * used bytes per block (a wholly targeted node's used memory spread over
- * its online blocks; else min(block size, node used), conservative), and
+ * its online blocks; else min(block size, node used), conservative), for
+ * an offline the blocks that /proc/iomem shows are not entirely System RAM
+ * (the kernel refuses those: unofflinable_reason names the range), and
  * the processes bound by cpuset or a bind mempolicy (kernel threads
  * skipped). req gives the targets (op, target_node or block ids). */
 int nt_hotplug_gather(const char *root, const struct nt_hotplug_params *p, const struct nt_offline_request *req,

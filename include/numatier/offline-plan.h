@@ -9,7 +9,9 @@
  *      target_node). A target block that is already in the wanted state is
  *      skipped ("already offline"). A block whose valid_zones is "none"
  *      (mixed zones) cannot be offlined: the plan is refused (infeasible),
- *      naming it. A block whose valid_zones lacks "Movable" is planned but
+ *      naming it; so is a block with an unofflinable_reason (the caller
+ *      knows better, e.g. a reserved range inside it), with that reason.
+ *      A block whose valid_zones lacks "Movable" is planned but
  *      marked may_fail ("not in ZONE_MOVABLE: unmovable kernel allocations
  *      may pin it"); with refuse_may_fail the plan is refused instead.
  *   2. Capacity: the bytes in use in the target blocks (their used_bytes)
@@ -88,6 +90,10 @@ struct nt_offline_block {
     const char *state;          /* the kernel's word, for messages; may be NULL */
     const char *valid_zones;    /* "Movable", "Normal Movable", "none", "" (unknown) */
     uint64_t used_bytes;        /* estimated bytes in use (caller's estimate) */
+    /* Non-NULL: the caller knows the kernel will refuse to offline this
+     * block, and why, as a phrase that follows "block N" ("is not entirely
+     * System RAM (...)"). An online target is then impossible. */
+    const char *unofflinable_reason;
 };
 
 struct nt_offline_node {
@@ -130,7 +136,7 @@ enum nt_offline_verdict {
     NT_OFFLINE_DO,              /* will change state */
     NT_OFFLINE_DO_MAY_FAIL,     /* will try; may fail (not movable) */
     NT_OFFLINE_SKIP,            /* already in the wanted state */
-    NT_OFFLINE_IMPOSSIBLE,      /* cannot (mixed zones, no node); refuses the plan */
+    NT_OFFLINE_IMPOSSIBLE,      /* cannot (mixed zones, no node, unofflinable_reason); refuses the plan */
 };
 const char *nt_offline_verdict_to_string(enum nt_offline_verdict v);   /* "do", "may-fail", "skip", "impossible" */
 

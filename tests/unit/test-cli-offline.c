@@ -342,15 +342,32 @@ static void test_progress_line(void **state)
     json_object_put(job);
 }
 
+/* Output written to a FILE, as a string to free. */
+struct capture {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+
+static FILE *capture_start(struct capture *c)
+{
+    *c = (struct capture){ 0 };
+    c->f = open_memstream(&c->buf, &c->len);
+    assert_non_null(c->f);
+    return c->f;
+}
+
+static char *capture_end(struct capture *c)
+{
+    assert_int_equal(fclose(c->f), 0);
+    return c->buf;
+}
+
 static char *report(struct json_object *prev, struct json_object *cur, unsigned *lines)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    *lines = offline_report_changes(f, prev, cur);
-    fclose(f);
-    return buf;
+    struct capture c;
+    *lines = offline_report_changes(capture_start(&c), prev, cur);
+    return capture_end(&c);
 }
 
 static void test_report_changes(void **state)
@@ -401,6 +418,74 @@ static void test_report_changes(void **state)
     json_object_put(last);
     json_object_put(next);
     json_object_put(cur);
+}
+
+/* What offline_print_plan_summary writes for a plan given as JSON text. */
+static char *summary(const char *plan_text, const char *target)
+{
+    struct json_object *plan = job_json(plan_text);
+    struct capture c;
+    offline_print_plan_summary(capture_start(&c), plan, target);
+    json_object_put(plan);
+    return capture_end(&c);
+}
+
+static void test_plan_summary(void **state)
+{
+    (void)state;
+    char *out = summary(
+        "{\"op\":\"offline\",\"refusal\":\"ok\",\"message\":\"ready to offline node 2.\",\"used_bytes\":268435456,"
+        "\"cpu_node\":-1,\"steps\":[{\"block\":35,\"verdict\":\"may-fail\"},{\"block\":34,\"verdict\":\"do\"},"
+        "{\"block\":33,\"verdict\":\"do\"},{\"block\":36,\"verdict\":\"skip\"}],\"destinations\":["
+        "{\"node\":0,\"bytes\":209715200},{\"node\":1,\"bytes\":58720256}]}", "node 2");
+    assert_string_equal(out, "offline node 2: 3 block(s) to change (1 skipped), 256.0 MiB in use to move "
+                             "to node 0 (200.0 MiB), node 1 (56.0 MiB)\nready to offline node 2.\n");
+    free(out);
+
+    /* A drain changes no block: it says where threads and memory go. */
+    out = summary(
+        "{\"op\":\"drain\",\"refusal\":\"ok\",\"message\":\"ready to drain node 1.\",\"used_bytes\":83886080,"
+        "\"cpu_node\":0,\"steps\":[{\"block\":9,\"verdict\":\"do\"},{\"block\":8,\"verdict\":\"do\"}],"
+        "\"destinations\":[{\"node\":0,\"bytes\":83886080}]}", "node 1");
+    assert_string_equal(out, "drain node 1: threads to node 0, 80.0 MiB in use to move to node 0 (80.0 MiB); "
+                             "no block changes state\nready to drain node 1.\n");
+    assert_null(strstr(out, "block(s)"));
+    free(out);
+    out = summary("{\"op\":\"drain\",\"refusal\":\"ok\",\"message\":\"m\",\"used_bytes\":0,\"cpu_node\":-1,"
+                  "\"steps\":[],\"destinations\":[]}", "node 2");
+    assert_string_equal(out, "drain node 2: no threads to move (no CPUs), no memory in use to move; "
+                             "no block changes state\nm\n");
+    free(out);
+    out = summary("{\"op\":\"drain\",\"refusal\":\"no-cpu-destination\",\"message\":\"m\",\"used_bytes\":0,"
+                  "\"cpu_node\":-1}", "node 0");
+    assert_string_equal(out, "drain node 0: no other node to take its threads, no memory in use to move; "
+                             "no block changes state\nm\n");
+    free(out);
+}
+
+static char *nothing_to_do(const char *message)
+{
+    struct json_object *plan = json_object_new_object();
+    json_object_object_add(plan, "message", json_object_new_string(message));
+    struct capture c;
+    offline_print_nothing_to_do(capture_start(&c), "offline", "node 2", plan);
+    json_object_put(plan);
+    return capture_end(&c);
+}
+
+/* The daemon's message starts with "nothing to do": said once. */
+static void test_nothing_to_do(void **state)
+{
+    (void)state;
+    char *out = nothing_to_do("nothing to do: every block of node 2 is already offline.");
+    assert_string_equal(out, "offline node 2: nothing to do: every block of node 2 is already offline.\n");
+    free(out);
+    out = nothing_to_do("every block is offline.");
+    assert_string_equal(out, "offline node 2: nothing to do: every block is offline.\n");
+    free(out);
+    out = nothing_to_do("");
+    assert_string_equal(out, "offline node 2: nothing to do\n");
+    free(out);
 }
 
 static int exit_for(const char *state_name, const char *block_result)
@@ -462,6 +547,8 @@ int main(void)
         cmocka_unit_test(test_parse_jobs),
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_report_changes),
+        cmocka_unit_test(test_plan_summary),
+        cmocka_unit_test(test_nothing_to_do),
         cmocka_unit_test(test_exit_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -288,6 +288,17 @@ static void test_ebusy_retried_then_done(void **state)
     assert_int_equal(block(j, 34)->result, NT_BLOCK_OFFLINED);
 }
 
+static int64_t job_json_int(struct env *e, int64_t id, const char *key)
+{
+    struct json_object *out = NULL, *arr, *v;
+    assert_int_equal(nt_hotplug_jobs_json(e->h, id, &out), 0);
+    assert_true(json_object_object_get_ex(out, "jobs", &arr));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &v));
+    int64_t n = json_object_get_int64(v);
+    json_object_put(out);
+    return n;
+}
+
 static void test_ebusy_exhausted_rolls_back(void **state)
 {
     struct env *e = *state;
@@ -308,7 +319,15 @@ static void test_ebusy_exhausted_rolls_back(void **state)
     assert_int_equal(block(j, 33)->result, NT_BLOCK_PENDING);
     assert_non_null(strstr(j->message, "block 34 could not be offlined"));
     assert_non_null(strstr(j->message, "rolled back"));
+    /* blocks_done counts the blocks the job changed, also once the
+     * rollback put them back (35): "1/3 blocks", not "0/3"; not the one
+     * that failed unchanged (34), nor the one never tried (33). */
+    assert_int_equal(job_json_int(e, id, "blocks_total"), 3);
+    assert_int_equal(job_json_int(e, id, "blocks_done"), 1);
+    open_hotplug(e, &e->sysfs);                 /* the same from the journal */
+    assert_int_equal(job_json_int(e, id, "blocks_done"), 1);
 }
+
 
 /* A block in ZONE_NORMAL goes back with online_kernel, not the default. */
 static void test_rollback_restores_kernel_zone(void **state)
@@ -797,6 +816,85 @@ static void test_gather_partial_and_watermarks(void **state)
     nt_hotplug_input_done(&in);
 }
 
+static void write_root_file(struct env *e, const char *rel, const char *text)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s%s", e->root, rel);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static const char *reason_of(struct env *e, enum nt_offline_op op, unsigned id)
+{
+    static char buf[NT_OFFLINE_REASON_MAX];
+    struct nt_hotplug_params p;
+    default_params(&p);
+    struct nt_offline_request req = { .op = op, .target_node = -1, .block_ids = &id, .nr_block_ids = 1 };
+    struct nt_hotplug_input in;
+    assert_int_equal(nt_hotplug_gather(e->root, &p, &req, &in), 0);
+    const char *r = gblock(&in, id)->unofflinable_reason;
+    snprintf(buf, sizeof(buf), "%s", r ? r : "(none)");
+    nt_hotplug_input_done(&in);
+    return buf;
+}
+
+/* /proc/iomem: the kernel offlines only blocks that System RAM covers
+ * whole. The fixture has QEMU's reservation at the top of low memory
+ * (block 15) and below 4 KiB (block 0); System RAM nested at any depth
+ * (a dax device's "System RAM (kmem)", block 35) and what is nested in
+ * System RAM (Kernel code, in block 2) are RAM. */
+static void test_gather_iomem_holes(void **state)
+{
+    struct env *e = *state;
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 15),
+                        "is not entirely System RAM (reserved 0x7ffe0000-0x7fffffff inside): "
+                        "the kernel cannot offline it");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 0),
+                        "is not entirely System RAM (reserved 0x0-0xfff inside): the kernel cannot offline it");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 2), "(none)");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 14), "(none)");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 35), "(none)");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 36), "(none)");      /* offline: not judged */
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_ONLINE, 15), "(none)");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_DRAIN, 15), "(none)");
+
+    /* The plan refuses, naming the block and the range; nothing is written. */
+    open_hotplug(e, &e->sysfs);
+    struct nt_hotplug_request req = { .op = NT_OFFLINE_OP_OFFLINE, .kind = NT_TARGET_BLOCKS, .first_block = 14,
+                                      .last_block = 15, .rollback = true };
+    struct nt_hotplug_reply reply;
+    assert_int_equal(nt_hotplug_submit(e->h, &req, &reply), -EPERM);
+    assert_string_equal(reply.code, "infeasible");
+    assert_string_equal(reply.message, "cannot offline blocks 14-15: block 15 is not entirely System RAM "
+                                       "(reserved 0x7ffe0000-0x7fffffff inside): the kernel cannot offline it.");
+    assert_null(nt_hotplug_current(e->h));
+    assert_int_equal(e->fake.nlog, 0);
+
+    /* A hole named by what sits there, or by nothing; it ends where RAM resumes. */
+    write_root_file(e, "/proc/iomem", "00000000-3fffffff : System RAM\n"
+                                      "40000000-40ffffff : ACPI Tables\n"
+                                      "44000000-7fffffff : System RAM\n"
+                                      "100000000-107ffffff : System RAM\n");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 8),
+                        "is not entirely System RAM (\"ACPI Tables\" 0x40000000-0x43ffffff inside): "
+                        "the kernel cannot offline it");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 33),
+                        "is not entirely System RAM (no RAM at 0x108000000-0x10fffffff inside): "
+                        "the kernel cannot offline it");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 9), "(none)");
+
+    /* Without CAP_SYS_ADMIN every address reads 0: no verdict from that. */
+    write_root_file(e, "/proc/iomem", "00000000-00000000 : Reserved\n00000000-00000000 : System RAM\n");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 15), "(none)");
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 0), "(none)");
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/proc/iomem", e->root);
+    assert_int_equal(unlink(path), 0);          /* no /proc/iomem at all: the same */
+    assert_string_equal(reason_of(e, NT_OFFLINE_OP_OFFLINE, 15), "(none)");
+}
+
 static void test_parse_requests(void **state)
 {
     (void)state;
@@ -914,6 +1012,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_rolling_back_stays_rollback, setup, teardown),
         cmocka_unit_test(test_gather_whole_node),
         cmocka_unit_test(test_gather_partial_and_watermarks),
+        cmocka_unit_test_setup_teardown(test_gather_iomem_holes, setup, teardown),
         cmocka_unit_test(test_parse_requests),
         cmocka_unit_test_setup_teardown(test_submit_refusal_and_dry_run, setup, teardown),
     };

@@ -452,6 +452,44 @@ static void test_mixed_zones_refused(void **state)
     done(&w);
 }
 
+/* The caller may know the kernel will refuse a block (a reserved range
+ * inside it): impossible with the caller's reason, however movable its
+ * zone; offline already, it is only skipped; a drain does not care. */
+static void test_unofflinable_reason(void **state)
+{
+    (void)state;
+    struct world w;
+    world(&w);
+    const char *why = "is not entirely System RAM (reserved 0x9ffe0000-0x9fffffff inside)";
+    block(&w, 19)->unofflinable_reason = why;
+    block(&w, 18)->unofflinable_reason = "";        /* empty: no reason */
+    target_node(&w, NT_OFFLINE_OP_OFFLINE, 2);
+    const struct nt_offline_plan *p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_INFEASIBLE);
+    assert_string_equal(p->message, "cannot offline node 2: block 19 is not entirely System RAM "
+                                    "(reserved 0x9ffe0000-0x9fffffff inside).");
+    assert_step(p, 0, 18, NT_OFFLINE_DO);
+    assert_step(p, 3, 19, NT_OFFLINE_IMPOSSIBLE);
+    assert_string_equal(p->steps[3].reason, why);
+    assert_int_equal(p->nr_dests, 0);
+
+    block(&w, 19)->online = false;
+    block(&w, 19)->state = "offline";
+    block(&w, 19)->used_bytes = 0;
+    p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_OK);
+    assert_step(p, 3, 19, NT_OFFLINE_SKIP);
+
+    block(&w, 19)->online = true;
+    block(&w, 19)->state = "online";
+    target_node(&w, NT_OFFLINE_OP_DRAIN, 2);
+    w.nodes[0].free_bytes = 900 * MIB;
+    p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_OK);
+    assert_step(p, 0, 19, NT_OFFLINE_DO);
+    done(&w);
+}
+
 static void test_not_movable_may_fail(void **state)
 {
     (void)state;
@@ -901,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_whole_node_gives_nothing),
         cmocka_unit_test(test_two_source_nodes),
         cmocka_unit_test(test_mixed_zones_refused),
+        cmocka_unit_test(test_unofflinable_reason),
         cmocka_unit_test(test_not_movable_may_fail),
         cmocka_unit_test(test_zone_words),
         cmocka_unit_test(test_already_offline_skipped),

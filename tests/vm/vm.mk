@@ -34,7 +34,7 @@ VM_RUN       := python3 $(VM_DIR)/run.py --kernel-dir $(VM_KERNEL) --initrd $(VM
 vm-deps:
 	@$(VM_DIR)/fetch-kernel.sh $(VM_CACHE)
 
-$(VM_BUILD)/workloads/%: $(VM_DIR)/workloads/%.c
+$(VM_BUILD)/workloads/%: $(VM_DIR)/workloads/%.c $(wildcard $(VM_DIR)/workloads/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -static -O2 -g -Wall -Wextra -Wshadow -Wmissing-prototypes -o $@ $<
 

@@ -214,6 +214,27 @@ node_blocks() {
     ls -d /sys/devices/system/node/node"$1"/memory[0-9]* 2>/dev/null | sed 's/.*memory//' | sort -n
 }
 
+# holed_blocks NODE: its online blocks that System RAM in /proc/iomem does
+# not cover whole (a firmware reservation inside, as QEMU makes at the top
+# of low memory): the kernel refuses to offline them, and so does the plan.
+holed_blocks() {
+    _nt_bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+    sed -n 's/^ *\([0-9a-f]*\)-\([0-9a-f]*\) : System RAM.*/\1 \2/p' /proc/iomem > /tmp/.nt_ram
+    for _nt_b in $(node_blocks "$1"); do
+        [ "$(cat /sys/devices/system/memory/memory"$_nt_b"/state)" = online ] || continue
+        _nt_lo=$((_nt_b * _nt_bs)) _nt_cov=0
+        _nt_hi=$((_nt_lo + _nt_bs))
+        while read -r _nt_s _nt_e; do
+            _nt_s=$((0x$_nt_s)) _nt_e=$((0x$_nt_e + 1))
+            [ "$_nt_s" -lt "$_nt_lo" ] && _nt_s=$_nt_lo
+            [ "$_nt_e" -gt "$_nt_hi" ] && _nt_e=$_nt_hi
+            [ "$_nt_e" -gt "$_nt_s" ] && _nt_cov=$((_nt_cov + _nt_e - _nt_s))
+        done < /tmp/.nt_ram
+        if [ "$_nt_cov" -lt "$_nt_bs" ]; then echo "$_nt_b"; fi
+    done
+    return 0
+}
+
 block_set() {
     timeout 30 sh -c "echo $2 > /sys/devices/system/memory/memory$1/state"
 }

@@ -6,9 +6,11 @@
 # and node 1 fill them to within ~40 MiB of their size, and a third memhog
 # keeps 160 MiB on node 2 (placed there, then unbound, so nothing is bound
 # to the node being emptied). Node 2's memory in use cannot fit on nodes
-# 0 and 1 above their watermarks, so `numatierctl offline node 2`, with and
-# without --dry-run, refuses: exit 6, code insufficient-capacity, a message
-# that states the shortfall; and nothing changed: every memory block's
+# 0 and 1 above their watermarks, so `numatierctl offline node 2` (or of
+# its blocks all but a top one with a reserved range inside, which the plan
+# would refuse first as infeasible), with and without --dry-run, refuses:
+# exit 6, code insufficient-capacity, a message that states the
+# shortfall; and nothing changed: every memory block's
 # state and zone, each workload's pages per node (move_pages and
 # /proc/PID/numa_maps), no job started, the data intact.
 . /lib/numatier-vm.sh
@@ -30,6 +32,19 @@ fill_node 0; HOGS="$HOGS $MEMHOG_PID:$MEMHOG_STATE:$MEMHOG_OUT"
 fill_node 1; HOGS="$HOGS $MEMHOG_PID:$MEMHOG_STATE:$MEMHOG_OUT"
 
 start_daemon "[procs]" "include_comm = nothing" "[ras]" "ledger = /tmp/ledger.db"
+
+# QEMU reserves the top of low memory, inside node 2's last block, and the
+# plan refuses a block with a hole (infeasible) before it weighs room:
+# leave that block out, so the refusal is about room.
+set -- $(node_blocks 2)
+FIRST=$1; shift $(($# - 1)); LAST=$1
+HOLED=$(holed_blocks 2)
+case "$HOLED" in
+"") TARGET="node 2" ;;
+"$LAST") TARGET="block $FIRST-$((LAST - 1))" ;;
+*) fail "setup: node 2 blocks with holes: $HOLED (expected none, or only the last, $LAST)" ;;
+esac
+echo "target: $TARGET"
 
 # Everything the command must leave alone, in one file: block states and
 # zones, and for each workload its pages per node by move_pages (memhog's
@@ -64,13 +79,13 @@ check_refused() {
     echo "$3 refused: $msg"
 }
 
-ctl_run /tmp/dry.json offline node 2 --dry-run --json
-check_refused /tmp/dry.json $? "offline node 2 --dry-run"
-ctl_run /tmp/b.json offline node 2 --timeout 60 --json
-check_refused /tmp/b.json $? "offline node 2"
+ctl_run /tmp/dry.json offline $TARGET --dry-run --json
+check_refused /tmp/dry.json $? "offline $TARGET --dry-run"
+ctl_run /tmp/b.json offline $TARGET --timeout 60 --json
+check_refused /tmp/b.json $? "offline $TARGET"
 # The human form says the same.
-ctl_run /tmp/b.txt offline node 2
-[ $? = 6 ] || fail "offline node 2 (text) did not exit 6"
+ctl_run /tmp/b.txt offline $TARGET
+[ $? = 6 ] || fail "offline $TARGET (text) did not exit 6"
 
 sleep 2     # would-be background work gets a chance to show
 snapshot > /tmp/after

@@ -32,21 +32,14 @@
  * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <getopt.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
-#define MPOL_BIND 2
-#define MAX_NODES 64
+#define WORKLOAD_NAME "memhog"
+#define WORKLOAD_SALT 0x5a5a5a5a5a5a5a5aULL
+#include "workload.h"
 
 struct opts {
 	size_t mib;
@@ -63,52 +56,23 @@ struct opts {
 	const char *state;
 };
 
-static volatile sig_atomic_t want_check, want_state, want_exit;
 static unsigned long switches;
 static size_t hot_off_pages;	/* where the hot region starts, in pages */
 static const char *checksum_state = "unknown";
 
-static void on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		want_check = 1;
-	else if (sig == SIGUSR2)
-		want_state = 1;
-	else
-		want_exit = 1;
-}
-
-static uint64_t pattern(size_t i)
-{
-	uint64_t x = i * 0x9e3779b97f4a7c15ULL;
-	return x ^ (x >> 29) ^ 0x5a5a5a5a5a5a5a5aULL;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "memhog: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
 static void bind_policy(const struct opts *o, void *buf, size_t len)
 {
-	unsigned long mask[2] = { 0, 0 };
-	long r;
+	unsigned long mask[2], maxnode;
 
 	if (o->bind < 0)
 		return;
-	if (o->bind >= MAX_NODES) {
-		fprintf(stderr, "memhog: node %d out of range\n", o->bind);
-		exit(2);
+	if (!o->whole_process) {
+		mbind_node(buf, len, MPOL_BIND, o->bind, "mbind");
+		return;
 	}
-	mask[0] = 1UL << o->bind;
-	/* maxnode is a bit count; the kernel ignores the last bit, so add one. */
-	if (o->whole_process)
-		r = syscall(SYS_set_mempolicy, MPOL_BIND, mask, MAX_NODES + 1);
-	else
-		r = syscall(SYS_mbind, buf, len, MPOL_BIND, mask, MAX_NODES + 1, 0);
-	if (r != 0)
-		die(o->whole_process ? "set_mempolicy" : "mbind");
+	maxnode = node_mask(o->bind, mask);
+	if (syscall(SYS_set_mempolicy, MPOL_BIND, mask, maxnode) != 0)
+		die("set_mempolicy");
 }
 
 /* Parse a sysfs cpulist such as "0-3,8,10-11" into a cpu set. */
@@ -174,90 +138,48 @@ static void allow_every_cpu(void)
 static void fill(uint64_t *w, size_t from, size_t to, int node)
 {
 	pin_to_node(node);
-	for (size_t i = from; i < to; i++)
-		w[i] = pattern(i);
+	fill_words(w, from, to);
 }
 
-static int verify(const uint64_t *w, size_t nwords)
+/* The frame behind a virtual address; 0 if unknown. */
+static uint64_t pfn_of(const void *addr, size_t psz)
 {
-	for (size_t i = 0; i < nwords; i++)
-		if (w[i] != pattern(i)) {
-			printf("CHECKSUM BAD at offset %zu\n", i * sizeof(*w));
-			return -1;
-		}
-	printf("CHECKSUM OK\n");
-	return 0;
-}
+	uint64_t pfn = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
 
-/* The frame behind a virtual address: bits 0-54 of its pagemap entry when
- * bit 63 (present) is set. Root sees real frame numbers. */
-static uint64_t pfn_of(const void *addr)
-{
-	uint64_t e = 0;
-	FILE *f = fopen("/proc/self/pagemap", "rb");
-
-	if (!f)
+	if (fd < 0)
 		return 0;
-	if (fseeko(f, (off_t)((uintptr_t)addr / (uintptr_t)sysconf(_SC_PAGESIZE) * 8), SEEK_SET) != 0 ||
-	    fread(&e, sizeof(e), 1, f) != 1)
-		e = 0;
-	fclose(f);
-	return e >> 63 ? e & ((1ULL << 55) - 1) : 0;
+	if (!pagemap_frame(fd, addr, psz, &pfn))
+		pfn = 0;
+	close(fd);
+	return pfn;
 }
 
 static void write_state(const struct opts *o, char *buf, size_t pages, size_t hot_pages)
 {
 	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
-	size_t count[MAX_NODES] = { 0 }, hot[MAX_NODES] = { 0 }, other = 0;
-	void **addrs = calloc(pages, sizeof(*addrs));
-	int *status = calloc(pages, sizeof(*status));
+	size_t count[MAX_NODES] = { 0 }, hot[MAX_NODES] = { 0 }, other;
+	int *status = page_nodes(buf, pages, psz);
 	char tmp[4096];
 	FILE *f;
 
-	if (!addrs || !status)
-		die("calloc");
-	for (size_t i = 0; i < pages; i++)
-		addrs[i] = buf + i * psz;
-	/* nodes == NULL: query where each page is, move nothing. */
-	if (syscall(SYS_move_pages, 0, pages, addrs, NULL, status, 0) != 0)
-		die("move_pages");
-	for (size_t i = 0; i < pages; i++) {
-		if (status[i] >= 0 && status[i] < MAX_NODES) {
-			count[status[i]]++;
-			if (i >= hot_off_pages && i < hot_off_pages + hot_pages)
-				hot[status[i]]++;
-		} else {
-			other++;
-		}
-	}
-	free(addrs);
+	other = count_nodes(status, 0, pages, count);
+	count_nodes(status, hot_off_pages, hot_off_pages + hot_pages, hot);
 	free(status);
 
-	if (!o->state)
-		f = stdout;
-	else {
-		snprintf(tmp, sizeof(tmp), "%s.tmp", o->state);
-		f = fopen(tmp, "w");
-		if (!f)
-			die(tmp);
-	}
+	f = state_open(o->state, tmp, sizeof(tmp));
 	fprintf(f, "pid=%d\nmib=%zu\npages=%zu\nbind=%d\ncpu_node=%d\nhot_pages=%zu\n",
 		getpid(), o->mib, pages, o->bind, o->cpu_node, hot_pages);
 	fprintf(f, "addr=%lu\nhot_start=%lu\nhot_end=%lu\n", (unsigned long)buf,
 		(unsigned long)(buf + hot_off_pages * psz),
 		(unsigned long)(buf + (hot_off_pages + hot_pages) * psz));
 	fprintf(f, "cpu=%d\nswitches=%lu\n", sched_getcpu(), switches);
-	fprintf(f, "pfn0=%llu\n", (unsigned long long)pfn_of(buf));
+	fprintf(f, "pfn0=%llu\n", (unsigned long long)pfn_of(buf, psz));
 	for (int n = 0; n < MAX_NODES; n++)
 		if (count[n])
 			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);
 	fprintf(f, "other=%zu\nchecksum=%s\nready=1\n", other, checksum_state);
-	if (f == stdout) {
-		fflush(f);
-		return;
-	}
-	if (fclose(f) != 0 || rename(tmp, o->state) != 0)
-		die(o->state);
+	state_commit(f, o->state, tmp);
 }
 
 static void usage(void)
@@ -288,7 +210,6 @@ int main(int argc, char **argv)
 	};
 	struct opts o = { .mib = 64, .bind = -1, .cpu_node = -1, .touch_node = -1,
 			  .hot_pct = 25, .pause_us = 1000 };
-	struct sigaction sa = { .sa_handler = on_signal };
 	size_t psz = (size_t)sysconf(_SC_PAGESIZE), len, pages, hot_pages, hot_words;
 	struct timespec start, now, last_switch;
 	uint64_t *w;
@@ -315,12 +236,7 @@ int main(int argc, char **argv)
 	    o.alternate_sec < 0 || (o.alternate_sec && o.hot_pct > 50))
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	catch_signals();
 
 	len = o.mib << 20;
 	pages = len / psz;
@@ -339,8 +255,8 @@ int main(int argc, char **argv)
 		fill(w, 0, len / sizeof(*w), o.touch_node >= 0 ? o.touch_node : o.cpu_node);
 	}
 	/* Without MPOL_MF_MOVE the pages stay put: only the policy goes. */
-	if (o.unbind && syscall(SYS_mbind, w, len, 0 /* MPOL_DEFAULT */, NULL, 0, 0) != 0)
-		die("mbind(MPOL_DEFAULT)");
+	if (o.unbind)
+		mbind_node(w, len, MPOL_DEFAULT, -1, "mbind(MPOL_DEFAULT)");
 	pin_to_node(o.cpu_node);
 	if (o.free_cpus)
 		allow_every_cpu();
@@ -351,15 +267,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	last_switch = start;
 	while (!want_exit) {
-		if (want_check) {
-			want_check = 0;
-			checksum_state = verify(w, len / sizeof(*w)) == 0 ? "OK" : "BAD";
-			want_state = 1;
-		}
-		if (want_state) {
-			want_state = 0;
+		if (state_requested(w, len / sizeof(*w), &checksum_state))
 			write_state(&o, (char *)w, pages, hot_pages);
-		}
 		/* Rewrite the hot part with its own contents: pages get touched
 		 * and dirtied, yet the checksum stays valid. */
 		size_t hot_off_words = hot_off_pages * psz / sizeof(*w);

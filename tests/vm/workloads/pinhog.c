@@ -32,23 +32,15 @@
  * Built with gcc -static: raw syscalls only (no liburing, no libnuma).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <linux/io_uring.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
-#define MPOL_DEFAULT 0
-#define MPOL_BIND 2
-#define MAX_NODES 64
+#define WORKLOAD_NAME "pinhog"
+#define WORKLOAD_SALT 0xa5a5a5a5a5a5a5a5ULL
+#include "workload.h"
+
 #define MAX_BLOCKS 64
 #define MAX_PIPES 128
 
@@ -71,63 +63,6 @@ struct hog {
 	int pipes[MAX_PIPES], nr_pipes;	/* both ends of each */
 	const char *checksum;
 };
-
-static volatile sig_atomic_t want_check, want_state, want_exit;
-
-static void on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		want_check = 1;
-	else if (sig == SIGUSR2)
-		want_state = 1;
-	else
-		want_exit = 1;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "pinhog: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static uint64_t pattern(size_t i)
-{
-	uint64_t x = i * 0x9e3779b97f4a7c15ULL;
-	return x ^ (x >> 31) ^ 0xa5a5a5a5a5a5a5a5ULL;
-}
-
-static void fill(uint64_t *w, size_t nwords)
-{
-	for (size_t i = 0; i < nwords; i++)
-		w[i] = pattern(i);
-}
-
-static int verify(const uint64_t *w, size_t nwords)
-{
-	for (size_t i = 0; i < nwords; i++)
-		if (w[i] != pattern(i)) {
-			printf("CHECKSUM BAD at offset %zu\n", i * sizeof(*w));
-			return -1;
-		}
-	printf("CHECKSUM OK\n");
-	return 0;
-}
-
-static void set_policy(struct hog *h, int mode, int node)
-{
-	unsigned long mask[2] = { 0, 0 };
-
-	if (node >= MAX_NODES) {
-		fprintf(stderr, "pinhog: node %d out of range\n", node);
-		exit(2);
-	}
-	if (node >= 0)
-		mask[0] = 1UL << node;
-	/* maxnode is a bit count and the kernel drops the last bit: add one. */
-	if (syscall(SYS_mbind, h->buf, h->len, mode, node >= 0 ? mask : NULL,
-		    node >= 0 ? MAX_NODES + 1 : 0, 0) != 0)
-		die(mode == MPOL_BIND ? "mbind(MPOL_BIND)" : "mbind(MPOL_DEFAULT)");
-}
 
 /* FOLL_LONGTERM through io_uring: the registered buffer stays pinned until
  * the ring is closed.  Root needs no RLIMIT_MEMLOCK room. */
@@ -212,8 +147,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* The distinct memory blocks behind the buffer, in ascending order, from
- * /proc/self/pagemap (bit 63 present, bits 0-54 the frame; real frames
- * need root). */
+ * /proc/self/pagemap (real frames need root). */
 static void print_blocks(FILE *out, const struct hog *h, uint64_t *pfn0)
 {
 	uint64_t bsz = block_size(), seen[MAX_BLOCKS];
@@ -222,15 +156,14 @@ static void print_blocks(FILE *out, const struct hog *h, uint64_t *pfn0)
 
 	*pfn0 = 0;
 	for (size_t i = 0; fd >= 0 && bsz && i < h->pages; i++) {
-		uint64_t e = 0, blk;
+		uint64_t pfn, blk;
 		size_t k;
 
-		if (pread(fd, &e, sizeof(e), (off_t)(((uintptr_t)h->buf / h->psz + i) * 8)) != sizeof(e) ||
-		    !(e >> 63))
+		if (!pagemap_frame(fd, h->buf + i * h->psz, h->psz, &pfn))
 			continue;
 		if (i == 0)
-			*pfn0 = e & ((1ULL << 55) - 1);
-		blk = (e & ((1ULL << 55) - 1)) * h->psz / bsz;
+			*pfn0 = pfn;
+		blk = pfn * h->psz / bsz;
 		for (k = 0; k < nseen && seen[k] != blk; k++)
 			;
 		if (k == nseen && nseen < MAX_BLOCKS)
@@ -247,37 +180,16 @@ static void print_blocks(FILE *out, const struct hog *h, uint64_t *pfn0)
 
 static void write_state(const struct opts *o, const struct hog *h)
 {
-	size_t count[MAX_NODES] = { 0 }, other = 0;
-	void **addrs = calloc(h->pages, sizeof(*addrs));
-	int *status = calloc(h->pages, sizeof(*status));
+	size_t count[MAX_NODES] = { 0 }, other;
+	int *status = page_nodes(h->buf, h->pages, h->psz);
 	uint64_t pfn0;
 	char tmp[4096];
 	FILE *f;
 
-	if (!addrs || !status)
-		die("calloc");
-	for (size_t i = 0; i < h->pages; i++)
-		addrs[i] = h->buf + i * h->psz;
-	/* nodes == NULL: query where each page is, move nothing. */
-	if (syscall(SYS_move_pages, 0, h->pages, addrs, NULL, status, 0) != 0)
-		die("move_pages");
-	for (size_t i = 0; i < h->pages; i++) {
-		if (status[i] >= 0 && status[i] < MAX_NODES)
-			count[status[i]]++;
-		else
-			other++;
-	}
-	free(addrs);
+	other = count_nodes(status, 0, h->pages, count);
 	free(status);
 
-	if (!o->state) {
-		f = stdout;
-	} else {
-		snprintf(tmp, sizeof(tmp), "%s.tmp", o->state);
-		f = fopen(tmp, "w");
-		if (!f)
-			die(tmp);
-	}
+	f = state_open(o->state, tmp, sizeof(tmp));
 	fprintf(f, "pid=%d\nmib=%zu\npages=%zu\npin=%s\npinned=%zu\n", getpid(), o->mib, h->pages,
 		pin_names[o->pin], h->pinned);
 	for (int n = 0; n < MAX_NODES; n++)
@@ -286,12 +198,7 @@ static void write_state(const struct opts *o, const struct hog *h)
 	print_blocks(f, h, &pfn0);
 	fprintf(f, "pfn0=%llu\nother=%zu\nchecksum=%s\nready=1\n", (unsigned long long)pfn0, other,
 		h->checksum);
-	if (f == stdout) {
-		fflush(f);
-		return;
-	}
-	if (fclose(f) != 0 || rename(tmp, o->state) != 0)
-		die(o->state);
+	state_commit(f, o->state, tmp);
 }
 
 static void usage(void)
@@ -322,7 +229,6 @@ int main(int argc, char **argv)
 	};
 	struct opts o = { .mib = 4, .bind = -1, .pin = PIN_IOURING };
 	struct hog h = { .ring_fd = -1, .checksum = "unknown" };
-	struct sigaction sa = { .sa_handler = on_signal };
 	sigset_t handled, waitmask;
 	int c;
 
@@ -339,11 +245,7 @@ int main(int argc, char **argv)
 	if (optind != argc || o.mib == 0 || o.mib > 1024 || (o.unbind && o.bind < 0))
 		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	catch_signals();
 	/* Signals are taken only inside sigsuspend(), so none is lost between
 	 * testing the flags and going to sleep. */
 	sigemptyset(&handled);
@@ -366,28 +268,21 @@ int main(int argc, char **argv)
 	/* Small pages: a THP would be one unit, and the counts are per page. */
 	madvise(h.buf, h.len, MADV_NOHUGEPAGE);
 	if (o.bind >= 0)
-		set_policy(&h, MPOL_BIND, o.bind);
-	fill((uint64_t *)h.buf, h.len / sizeof(uint64_t));
+		mbind_node(h.buf, h.len, MPOL_BIND, o.bind, "mbind(MPOL_BIND)");
+	fill_words((uint64_t *)h.buf, 0, h.len / sizeof(uint64_t));
 	if (o.pin == PIN_IOURING)
 		pin_iouring(&h);
 	else if (o.pin == PIN_VMSPLICE)
 		pin_vmsplice(&h);
 	/* Without MPOL_MF_MOVE the pages stay where they are. */
 	if (o.unbind)
-		set_policy(&h, MPOL_DEFAULT, -1);
+		mbind_node(h.buf, h.len, MPOL_DEFAULT, -1, "mbind(MPOL_DEFAULT)");
 
 	write_state(&o, &h);
 	printf("pinhog pid=%d ready\n", getpid());
 	while (!want_exit) {
-		if (want_check) {
-			want_check = 0;
-			h.checksum = verify((const uint64_t *)h.buf, h.len / sizeof(uint64_t)) == 0 ? "OK" : "BAD";
-			want_state = 1;
-		}
-		if (want_state) {
-			want_state = 0;
+		if (state_requested((const uint64_t *)h.buf, h.len / sizeof(uint64_t), &h.checksum))
 			write_state(&o, &h);
-		}
 		sigsuspend(&waitmask);
 	}
 	unpin(&h);
