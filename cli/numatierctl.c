@@ -203,6 +203,28 @@ static void print_placement(struct json_object *st)
            jint(pl, "advised"), jint(pl, "failed"));
 }
 
+/* "Maintenance: node 1 drained (job 3); ..." when any node is out of
+ * service, so an operator sees why a node gets nothing. */
+static void print_maintenance(struct json_object *st)
+{
+    struct json_object *off, *list;
+    if (!json_object_object_get_ex(st, "offline", &off) || !off ||
+        !json_object_object_get_ex(off, "maintenance", &list) || !list)
+        return;
+    size_t n = json_object_array_length(list);
+    if (!n)
+        return;
+    printf("Maintenance:");
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *m = json_object_array_get_idx(list, i);
+        const char *why = jstr(m, "why", "?");
+        const char *what = strcmp(why, "drained") == 0 ? "drained" : strcmp(why, "drain") == 0 ? "being drained"
+                         : strcmp(why, "offline") == 0 ? "being offlined" : why;
+        printf("%s node %" PRId64 " %s (job %" PRId64 ")", i ? "," : "", jint(m, "node"), what, jint(m, "job"));
+    }
+    printf("; numatierd sends %s no threads or pages\n", n == 1 ? "it" : "them");
+}
+
 static void print_status(struct json_object *st)
 {
     char up[32];
@@ -230,6 +252,7 @@ static void print_status(struct json_object *st)
     putchar('\n');
     print_watch(st);
     print_placement(st);
+    print_maintenance(st);
 
     struct json_object *rl;
     if (json_object_object_get_ex(st, "reloads", &rl) && jint(rl, "failed") > 0)

@@ -564,6 +564,21 @@ static void print_rebinds(struct json_object *rebinds, bool with_restored)
     }
 }
 
+/* Processes a drain pinned off its node: `online node N` gives them back. */
+static void print_pins(struct json_object *pins)
+{
+    if (!array_len(pins))
+        return;
+    printf("\nPinned by the drain:\n%7s %-16s %7s %-12s %-12s %s\n", "PID", "COMMAND", "THREADS", "CPUS_BEFORE",
+           "CPUS_SET", "RESTORED");
+    for (size_t i = 0; i < array_len(pins); i++) {
+        struct json_object *p = array_at(pins, i);
+        printf("%7" PRId64 " %-16s %7" PRId64 " %-12s %-12s %s\n", field_int(p, "pid"), field_str(p, "comm", "?"),
+               field_int(p, "threads"), field_str(p, "cpus_before", "?"), field_str(p, "cpus_set", "?"),
+               field_bool(p, "restored") ? "yes" : "no");
+    }
+}
+
 static size_t count_verdicts(struct json_object *steps, const char *v1, const char *v2)
 {
     size_t n = 0;
@@ -693,6 +708,7 @@ static void print_job_detail(struct json_object *job)
         printf("  %s\n", outcome_note(job));
     print_job_blocks(field(job, "blocks"));
     print_rebinds(field(job, "rebinds"), true);
+    print_pins(field(job, "pins"));
 }
 
 static void print_jobs_table(struct json_object *jobs)
@@ -724,6 +740,8 @@ static int report_error(const char *cmd, struct json_object *resp, bool json)
     const char *code = field_str(err, "code", "failed"), *msg = field_str(err, "message", "unknown error");
     if (json)
         show_json(resp);
+    else if (field(err, "plan"))        /* a refused plan still explains each block */
+        print_steps(field(field(err, "plan"), "steps"));
     if (offline_is_refusal(code))
         fprintf(stderr, "numatierctl: %s refused (%s): %s\n", cmd, code, msg);
     else if (str_is(code, "unknown-command"))

@@ -553,16 +553,27 @@ void nt_aggregate_add_batch(struct nt_aggregate *a, const struct nt_aggregate_ob
 
 /* ---- forgetting and node updates --------------------------------------------- */
 
-void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id)
+/* Every entry of proc_id's (0: of every process) has an unknown node. */
+static void invalidate(struct nt_aggregate *a, uint32_t proc_id)
 {
-    if (!a || proc_id == 0)
-        return;
     struct page_table *t = &a->pages;
     for (size_t j = 0; j <= t->mask; j++)
-        if (t->slots[j].proc_id == proc_id) {
+        if (t->slots[j].proc_id != 0 && (proc_id == 0 || t->slots[j].proc_id == proc_id)) {
             t->slots[j].node = -1;
             t->slots[j].node_stamp = 0;
         }
+}
+
+void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id)
+{
+    if (a && proc_id != 0)
+        invalidate(a, proc_id);
+}
+
+void nt_aggregate_invalidate_all_nodes(struct nt_aggregate *a)
+{
+    if (a)
+        invalidate(a, 0);
 }
 
 void nt_aggregate_forget(struct nt_aggregate *a, uint32_t proc_id)

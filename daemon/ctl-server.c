@@ -110,6 +110,18 @@ static struct json_object *make_error(const char *code, const char *message)
     return resp;
 }
 
+/* The handler's extra error fields (never code or message) join the error. */
+static void add_error_detail(struct json_object *resp, struct json_object *detail)
+{
+    struct json_object *err;
+    if (!detail || !json_object_object_get_ex(resp, "error", &err))
+        return;
+    json_object_object_foreach(detail, key, val) {
+        if (strcmp(key, "code") != 0 && strcmp(key, "message") != 0)
+            json_object_object_add(err, key, json_object_get(val));
+    }
+}
+
 int nt_ctl_reply_error(struct nt_ctl_reply *reply, int err, const char *code, const char *fmt, ...)
 {
     va_list ap;
@@ -182,12 +194,14 @@ static struct json_object *dispatch(struct nt_ctl_server *s, const struct ucred 
         json_object_put(reply.result);
         resp = make_error(reply.error_code ? reply.error_code : "failed",
                           reply.error_message ? reply.error_message : strerror(-r));
+        add_error_detail(resp, reply.error_detail);
     } else {
         resp = json_object_new_object();
         json_object_object_add(resp, "ok", json_object_new_boolean(1));
         json_object_object_add(resp, "result", reply.result ? reply.result : json_object_new_object());
     }
     free(reply.error_message);
+    json_object_put(reply.error_detail);
 out:
     json_object_put(req);
     return resp;

@@ -348,6 +348,7 @@ static int pick_dest(struct nt_hotplug *h, uint64_t bytes, size_t *pos)
 static void count_moved(struct nt_hotplug *h, size_t pos, uint64_t bytes)
 {
     h->job->bytes_moved += bytes;
+    h->moved_total += bytes;
     if (pos < h->run.nr_dests)
         h->run.dest_left[pos] -= bytes < h->run.dest_left[pos] ? bytes : h->run.dest_left[pos];
 }
@@ -578,14 +579,37 @@ static bool may_run_on(struct nt_hotplug *h, const struct nt_hp_evac *e, pid_t p
     return false;
 }
 
-/* An affinity narrower than every CPU, not set by numatierd: the user's. */
+/* An affinity narrower than every CPU, not set by numatierd (a drain's
+ * own mover, or placement as the owner hook tells): the user's. */
 static bool user_affinity(struct nt_hotplug *h, const struct nt_hp_evac *e, pid_t pid)
 {
     cpu_set_t cur;
     if (sched_getaffinity(pid, sizeof(cur), &cur) < 0)
         return false;
     return e->online_cpus > 0 && CPU_COUNT(&cur) < e->online_cpus &&
-           !nt_mover_affinity_is_ours(h->mover, pid, &cur);
+           !nt_mover_affinity_is_ours(h->mover, pid, &cur) &&
+           !(h->affinity_owner && h->affinity_owner(pid, &cur, h->affinity_owner_ud));
+}
+
+/* Journal what the drain pinned, for `online node N` to put back. */
+static void record_pin(struct nt_hotplug *h, const struct nt_proc *p, const cpu_set_t *before,
+                       const cpu_set_t *set, unsigned threads)
+{
+    struct nt_job *j = h->job;
+    struct nt_job_pin *nv = realloc(j->pins, (j->nr_pins + 1) * sizeof(*nv));
+    if (!nv) {
+        log_warning("drain job %" PRId64 ": pid %d: no memory to record its affinity; `online` cannot put "
+                    "it back (numatierctl restore can)", j->id, (int)p->key.pid);
+        return;
+    }
+    j->pins = nv;
+    struct nt_job_pin *pin = &j->pins[j->nr_pins++];
+    *pin = (struct nt_job_pin){ .pid = p->key.pid, .start_time = p->key.start_time, .threads = threads };
+    snprintf(pin->boot_id, sizeof(pin->boot_id), "%s", h->boot_id);
+    snprintf(pin->comm, sizeof(pin->comm), "%s", p->comm);
+    nt_cpuset_format(before, pin->cpus_before, sizeof(pin->cpus_before));
+    nt_cpuset_format(set, pin->cpus_set, sizeof(pin->cpus_set));
+    nt_hp_journal_pin(h, j->nr_pins - 1);
 }
 
 static int drain_threads(struct nt_hotplug *h, struct nt_hp_evac *e, pid_t pid)
@@ -599,13 +623,20 @@ static int drain_threads(struct nt_hotplug *h, struct nt_hp_evac *e, pid_t pid)
         return 0;
     }
     struct nt_proc p;
+    cpu_set_t before;
     int r = hold(h, pid, &p);
     if (r < 0)
         return r == -ESRCH ? 0 : r;
+    if (sched_getaffinity(pid, sizeof(before), &before) < 0) {
+        release(&p);
+        return 0;                           /* gone meanwhile */
+    }
     r = nt_mover_move_threads(h->mover, h->procs, &p, &e->dest_cpus);
-    release(&p);
-    if (r > 0)
+    if (r > 0) {
         h->run.threads_moved += (unsigned)r;
+        record_pin(h, &p, &before, &e->dest_cpus, (unsigned)r);
+    }
+    release(&p);
     return r < 0 && r != -ESRCH ? r : 0;
 }
 
@@ -804,5 +835,85 @@ void nt_hp_rebinds_restore_for_node(struct nt_hotplug *h, int node)
         nt_hp_journal_rebind(h, h->job->nr_rebinds - 1);
         log_notice("job %" PRId64 ": cgroup %s (pid %d): cpuset.mems back to %s (from job %" PRId64 ")",
                        h->job->id, rb->cgroup, (int)rb->pid, rb->mems_before, refs[i].job_id);
+    }
+}
+
+/* ---- ending a drain ------------------------------------------------------------------------ */
+
+/* One pinned process back to its affinity from before: threads restored
+ * (>= 0), or -ESRCH when it is gone (or from another boot). Threads whose
+ * mask someone changed since are left alone (the mover's rule). */
+static int restore_pin(struct nt_hotplug *h, const struct nt_job_pin *pin)
+{
+    if (pin->boot_id[0] && h->boot_id[0] && strcmp(pin->boot_id, h->boot_id) != 0)
+        return -ESRCH;
+    cpu_set_t set, before;
+    if (nt_cpuset_parse(pin->cpus_set, &set) <= 0 || nt_cpuset_parse(pin->cpus_before, &before) <= 0)
+        return -EINVAL;
+    /* after a restart the mover has no record: take it back from the journal */
+    int r = nt_mover_adopt(h->mover, pin->pid, pin->start_time, &set, &before);
+    return r < 0 ? r : nt_mover_restore(h->mover, pin->pid);
+}
+
+static void undrain_pin(struct nt_hotplug *h, struct nt_job_pin *pin, int64_t job_id, size_t seq)
+{
+    struct nt_hp_run *run = &h->run;
+    int r = restore_pin(h, pin);
+    if (r >= 0) {
+        run->undrain_threads += (unsigned)r;
+        run->undrain_procs++;
+        log_info("job %" PRId64 ": pid %d (%s): %d thread(s) back to CPUs %s (pinned to %s by drain job %" PRId64
+                 ")", h->job->id, (int)pin->pid, pin->comm, r, pin->cpus_before, pin->cpus_set, job_id);
+    } else if (r == -ESRCH || r == -ENOENT) {
+        run->undrain_gone++;
+    } else {
+        log_warning("job %" PRId64 ": pid %d (%s): cannot restore its CPU affinity %s: %s", h->job->id,
+                    (int)pin->pid, pin->comm, pin->cpus_before, strerror(-r));
+    }
+    pin->restored = true;       /* done or impossible: the next online does not try again */
+    if (h->ledger && job_id && nt_ledger_pin_mark_restored(h->ledger, job_id, seq) < 0)
+        log_error("job %" PRId64 ": cannot journal that pid %d was restored", h->job->id, (int)pin->pid);
+}
+
+/* Without a journal the pins live in the jobs kept in memory. */
+static void undrain_from_history(struct nt_hotplug *h, int node)
+{
+    for (size_t i = 0; i < h->nr_history; i++) {
+        struct nt_job *j = h->history[i];
+        if (j->op != NT_OFFLINE_OP_DRAIN || j->target_node != node)
+            continue;
+        for (size_t k = 0; k < j->nr_pins; k++)
+            if (!j->pins[k].restored) {
+                h->run.undrained = true;
+                undrain_pin(h, &j->pins[k], 0, k);
+            }
+    }
+}
+
+void nt_hp_undrain(struct nt_hotplug *h, int node)
+{
+    struct nt_hp_run *run = &h->run;
+    int64_t drain = -1;
+    if (node < 0)
+        return;
+    run->undrained = nt_hp_drained(h, node, &drain);
+    run->undrained_job = run->undrained ? drain : -1;
+    if (!h->ledger) {
+        undrain_from_history(h, node);
+        return;
+    }
+    _cleanup_free_ struct nt_job_pin_ref *refs = NULL;
+    size_t n = 0;
+    int r = nt_ledger_pins_open(h->ledger, node, &refs, &n);
+    if (r < 0) {
+        log_error("job %" PRId64 ": cannot read what drains of node %d pinned: %s", h->job->id, node, strerror(-r));
+        return;
+    }
+    run->undrained |= n > 0;
+    for (size_t i = 0; i < n; i++) {
+        undrain_pin(h, &refs[i].pin, refs[i].job_id, refs[i].seq);
+        struct nt_job *old = nt_hp_history_job(h, refs[i].job_id);     /* what `jobs` shows */
+        if (old && refs[i].seq < old->nr_pins)
+            old->pins[refs[i].seq].restored = true;
     }
 }

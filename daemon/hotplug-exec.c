@@ -365,8 +365,10 @@ void nt_hp_exec_step(struct nt_hotplug *h)
             start_write(h, i, j->blocks[i].want, false);
             return;
         }
-        if (j->op == NT_OFFLINE_OP_ONLINE)
+        if (j->op == NT_OFFLINE_OP_ONLINE) {
             nt_hp_rebinds_restore_for_node(h, j->target_node);
+            nt_hp_undrain(h, j->target_node);
+        }
         nt_hp_finish(h, NT_JOB_SUCCEEDED);
         return;
     case NT_JOB_ROLLING_BACK_PHASE:

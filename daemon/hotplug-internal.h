@@ -38,6 +38,10 @@ struct nt_hp_run {
     size_t nr_procs;
     struct nt_hp_evac *evac;
     unsigned threads_moved, threads_kept;   /* drain */
+    /* online of a drained node: the drain it ended */
+    bool undrained;
+    int64_t undrained_job;          /* the drain in force, -1 if none was (pins of a failed one) */
+    unsigned undrain_threads, undrain_procs, undrain_gone;
     char why[NT_JOB_MESSAGE_MAX];   /* why the job failed (before rollback) */
     char notes[NT_JOB_MESSAGE_MAX]; /* said whatever the outcome (rebinds) */
 };
@@ -58,6 +62,13 @@ struct nt_hotplug {
     struct nt_hp_run run;
     struct nt_job **history;        /* finished jobs, newest first */
     size_t nr_history;
+
+    struct nt_drain_ref *drained;   /* nodes drained, not yet back; by node */
+    size_t nr_drained;
+    nt_hotplug_affinity_owner_fn affinity_owner;
+    void *affinity_owner_ud;
+    char boot_id[NT_JOB_BOOT_ID];   /* this boot's, for pins from before a restart */
+    uint64_t moved_total;           /* bytes jobs moved since start */
 };
 
 /* hotplug.c */
@@ -98,3 +109,13 @@ void nt_hp_rebinds_undo(struct nt_hotplug *h);
 /* online of a node: put back what offline jobs of that node rebound;
  * appended to the job's rebinds with restored = true. */
 void nt_hp_rebinds_restore_for_node(struct nt_hotplug *h, int node);
+/* online of a drained node: end the drain, giving every process a drain
+ * of the node pinned its CPU affinity from before (counted in h->run). */
+void nt_hp_undrain(struct nt_hotplug *h, int node);
+
+/* hotplug.c */
+/* Is node drained (a drain still in force)? *job: that drain's id. */
+bool nt_hp_drained(const struct nt_hotplug *h, int node, int64_t *job);
+/* A finished job in history by its journal id (NULL if not there). */
+struct nt_job *nt_hp_history_job(struct nt_hotplug *h, int64_t id);
+void nt_hp_journal_pin(struct nt_hotplug *h, size_t i);      /* one pin row */

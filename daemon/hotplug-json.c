@@ -109,6 +109,18 @@ static struct json_object *job_rebind_json(const struct nt_job_rebind *r)
     return o;
 }
 
+static struct json_object *job_pin_json(const struct nt_job_pin *p)
+{
+    struct json_object *o = json_object_new_object();
+    add_int(o, "pid", p->pid);
+    add_str(o, "comm", p->comm);
+    add_str(o, "cpus_before", p->cpus_before);
+    add_str(o, "cpus_set", p->cpus_set);
+    add_int(o, "threads", p->threads);
+    add_bool(o, "restored", p->restored);
+    return o;
+}
+
 /* A block whose state this job changed: offlined or onlined, or found
  * changed by the rollback, which put it back or could not. */
 static bool block_changed(const struct nt_job_block *b)
@@ -143,6 +155,7 @@ struct json_object *nt_job_to_json(const struct nt_job *j, uint64_t elapsed_usec
 {
     struct json_object *o = json_object_new_object();
     struct json_object *blocks = json_object_new_array(), *rebinds = json_object_new_array();
+    struct json_object *pins = json_object_new_array();
     uint64_t total, done;
     count_blocks(j, &total, &done);
     add_int(o, "id", j->id);
@@ -167,6 +180,9 @@ struct json_object *nt_job_to_json(const struct nt_job *j, uint64_t elapsed_usec
         json_object_array_add(rebinds, job_rebind_json(&j->rebinds[i]));
     json_object_object_add(o, "blocks", blocks);
     json_object_object_add(o, "rebinds", rebinds);
+    for (size_t i = 0; i < j->nr_pins; i++)
+        json_object_array_add(pins, job_pin_json(&j->pins[i]));
+    json_object_object_add(o, "pins", pins);
     return o;
 }
 

@@ -125,6 +125,152 @@ void nt_hp_journal_rebind(struct nt_hotplug *h, size_t i)
         journal_failed(h, "a rebind", r);
 }
 
+void nt_hp_journal_pin(struct nt_hotplug *h, size_t i)
+{
+    int r = h->ledger && h->job->id ? nt_ledger_job_pin_update(h->ledger, h->job, i) : 0;
+    if (r < 0)
+        journal_failed(h, "a pinned process", r);
+}
+
+/* ---- maintenance: drained nodes ---------------------------------------------------- */
+
+bool nt_hp_drained(const struct nt_hotplug *h, int node, int64_t *job)
+{
+    for (size_t i = 0; i < h->nr_drained; i++)
+        if (h->drained[i].node == node) {
+            if (job)
+                *job = h->drained[i].job_id;
+            return true;
+        }
+    return false;
+}
+
+static void drained_set(struct nt_hotplug *h, int node, int64_t job)
+{
+    for (size_t i = 0; i < h->nr_drained; i++)
+        if (h->drained[i].node == node) {
+            h->drained[i].job_id = job;
+            return;
+        }
+    struct nt_drain_ref *nv = realloc(h->drained, (h->nr_drained + 1) * sizeof(*nv));
+    if (!nv) {
+        log_error("node %d is drained, but there is no memory to remember it: placement may use it", node);
+        return;
+    }
+    h->drained = nv;
+    size_t at = h->nr_drained;
+    while (at > 0 && h->drained[at - 1].node > node)
+        at--;
+    memmove(&h->drained[at + 1], &h->drained[at], (h->nr_drained - at) * sizeof(*nv));
+    h->drained[at] = (struct nt_drain_ref){ .node = node, .job_id = job };
+    h->nr_drained++;
+}
+
+static void drained_clear(struct nt_hotplug *h, int node)
+{
+    for (size_t i = 0; i < h->nr_drained; i++)
+        if (h->drained[i].node == node) {
+            memmove(&h->drained[i], &h->drained[i + 1], (h->nr_drained - i - 1) * sizeof(*h->drained));
+            h->nr_drained--;
+            return;
+        }
+}
+
+/* What the journal says is drained: the same rule nt_hp_finish applies as
+ * jobs end (a drain succeeded, no `online node N` succeeded since). */
+static void drained_load(struct nt_hotplug *h)
+{
+    if (!h->ledger)
+        return;
+    int r = nt_ledger_drains_open(h->ledger, &h->drained, &h->nr_drained);
+    if (r < 0) {
+        log_error("offline: cannot read the drained nodes from %s: %s; placement may use them", h->ledger_path,
+                  strerror(-r));
+        return;
+    }
+    for (size_t i = 0; i < h->nr_drained; i++)
+        log_notice("node %d is drained (job %" PRId64 "): numatierd sends it nothing until "
+                   "`numatierctl online node %d`", h->drained[i].node, h->drained[i].job_id, h->drained[i].node);
+}
+
+/* A job ended: a drain that succeeded puts its node in maintenance, an
+ * online of a node that succeeded ends it. */
+static void drained_after(struct nt_hotplug *h, const struct nt_job *j)
+{
+    if (j->state != NT_JOB_SUCCEEDED || j->target_node < 0)
+        return;
+    if (j->op == NT_OFFLINE_OP_DRAIN) {
+        drained_set(h, j->target_node, j->id);
+        log_notice("node %d is drained: numatierd sends it nothing until `numatierctl online node %d`",
+                   j->target_node, j->target_node);
+    } else if (j->op == NT_OFFLINE_OP_ONLINE && nt_hp_drained(h, j->target_node, NULL)) {
+        drained_clear(h, j->target_node);
+        log_notice("node %d is back in service: its drain ended", j->target_node);
+    }
+}
+
+/* The nodes the running job takes out of service: a whole node's, and
+ * the node of every block it changes (its plan's emptied nodes are those
+ * too; a recovered job has only its blocks). An online takes none. */
+static void job_nodes(const struct nt_hotplug *h, struct nt_nodeset *out)
+{
+    const struct nt_job *j = h->job;
+    if (!j || j->op == NT_OFFLINE_OP_ONLINE)
+        return;
+    for (size_t w = 0; w < NT_ARRAY_SIZE(out->bits); w++)
+        out->bits[w] |= h->run.emptied.bits[w];
+    nt_nodeset_set(out, j->target_node);
+    for (size_t i = 0; i < j->nr_blocks; i++)
+        if (j->blocks[i].want[0] && j->blocks[i].result != NT_BLOCK_SKIPPED)
+            nt_nodeset_set(out, j->blocks[i].node);
+}
+
+void nt_hotplug_maintenance_nodes(const struct nt_hotplug *h, struct nt_nodeset *out)
+{
+    *out = (struct nt_nodeset){ 0 };
+    if (!h)
+        return;
+    job_nodes(h, out);
+    for (size_t i = 0; i < h->nr_drained; i++)
+        nt_nodeset_set(out, h->drained[i].node);
+}
+
+struct json_object *nt_hotplug_maintenance_json(const struct nt_hotplug *h)
+{
+    struct json_object *arr = json_object_new_array();
+    struct nt_nodeset all, running = { 0 };
+    nt_hotplug_maintenance_nodes(h, &all);
+    if (h)
+        job_nodes(h, &running);
+    for (int node = 0; node < NT_MAX_NODES; node++) {
+        if (!nt_nodeset_test(&all, node))
+            continue;
+        int64_t drain = 0;
+        bool drained = nt_hp_drained(h, node, &drain);
+        bool in_job = nt_nodeset_test(&running, node);
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "node", json_object_new_int(node));
+        json_object_object_add(o, "why", json_object_new_string(in_job ? nt_offline_op_to_string(h->job->op)
+                                                                       : "drained"));
+        json_object_object_add(o, "job", json_object_new_int64(in_job ? h->job->id : drain));
+        if (in_job && drained)
+            json_object_object_add(o, "drained_by", json_object_new_int64(drain));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+uint64_t nt_hotplug_bytes_moved(const struct nt_hotplug *h)
+{
+    return h ? h->moved_total : 0;
+}
+
+void nt_hotplug_set_affinity_owner(struct nt_hotplug *h, nt_hotplug_affinity_owner_fn fn, void *userdata)
+{
+    h->affinity_owner = fn;
+    h->affinity_owner_ud = userdata;
+}
+
 /* ---- history --------------------------------------------------------------------------- */
 
 static void history_trim(struct nt_hotplug *h)
@@ -146,6 +292,14 @@ static void history_push(struct nt_hotplug *h, struct nt_job *j)
     h->history[0] = j;
     h->nr_history++;
     history_trim(h);
+}
+
+struct nt_job *nt_hp_history_job(struct nt_hotplug *h, int64_t id)
+{
+    for (size_t i = 0; id && i < h->nr_history; i++)
+        if (h->history[i]->id == id)
+            return h->history[i];
+    return NULL;
 }
 
 static void history_load(struct nt_hotplug *h)
@@ -194,6 +348,25 @@ static uint64_t elapsed_usec(const struct nt_hotplug *h, const struct nt_job *j)
     return j->finished_usec > j->started_usec ? j->finished_usec - j->started_usec : 0;
 }
 
+/* An online that ended a drain says so first: it is what the operator asked. */
+static void undrain_summary(struct nt_hotplug *h, unsigned done, double sec, char *buf, size_t len)
+{
+    const struct nt_hp_run *run = &h->run;
+    int node = h->job->target_node;
+    buf[0] = '\0';
+    if (run->undrained_job > 0)
+        nt_appendf(buf, len, "drain of node %d ended: %u thread(s) restored to their CPU affinity from before "
+                   "(drain job %" PRId64 ")", node, run->undrain_threads, run->undrained_job);
+    else
+        nt_appendf(buf, len, "node %d was not drained; %u thread(s) an earlier drain of it pinned restored",
+                   node, run->undrain_threads);
+    if (run->undrain_gone)
+        nt_appendf(buf, len, "; %u pinned process(es) gone meanwhile", run->undrain_gone);
+    if (done)
+        nt_appendf(buf, len, "; onlined %u block(s) of %s", done, h->job->target);
+    nt_appendf(buf, len, ", in %.1f s", sec);
+}
+
 static void summary(struct nt_hotplug *h, char *buf, size_t len)
 {
     const struct nt_job *j = h->job;
@@ -209,8 +382,10 @@ static void summary(struct nt_hotplug *h, char *buf, size_t len)
     else if (j->op == NT_OFFLINE_OP_OFFLINE)
         snprintf(buf, len, "offlined %u block(s) of %s, %" PRIu64 " MiB moved beforehand, in %.1f s", done,
                  j->target, mib, sec);
-    else
+    else if (!h->run.undrained)
         snprintf(buf, len, "onlined %u block(s) of %s in %.1f s", done, j->target, sec);
+    else
+        undrain_summary(h, done, sec, buf, len);
 }
 
 /* Which blocks a failed job left changed, for its message. */
@@ -273,6 +448,7 @@ void nt_hp_finish(struct nt_hotplug *h, enum nt_job_state state)
                     nt_job_state_to_string(state), "MESSAGE_ID=" MESSAGE_ID_JOB, "PRIORITY=%d", prio,
                     "NUMATIER_JOB=%" PRId64, j->id, "NUMATIER_JOB_STATE=%s", nt_job_state_to_string(state),
                     NULL);
+    drained_after(h, j);
     h->job = NULL;
     run_reset(h);
     history_push(h, j);
@@ -603,6 +779,10 @@ static int plan_request(struct nt_hotplug *h, const struct nt_hotplug_request *r
     int r = nt_hotplug_gather(h->root, &h->p, &preq, in);
     if (r < 0)
         return reply_error(reply, r, "failed", "cannot read the memory layout below %s: %s", h->root, strerror(-r));
+    struct nt_nodeset maintenance;
+    nt_hotplug_maintenance_nodes(h, &maintenance);
+    for (size_t i = 0; i < in->in.nr_nodes; i++)
+        in->nodes[i].maintenance = nt_nodeset_test(&maintenance, in->nodes[i].id);
     r = nt_offline_plan(&in->in, &preq, plan);
     if (r < 0)
         return reply_error(reply, r, "failed", "planning failed: %s", plan->message[0] ? plan->message : strerror(-r));
@@ -619,6 +799,24 @@ static struct json_object *job_json_of(const struct nt_hotplug *h, const struct 
     return nt_job_to_json(j, elapsed_usec(h, j));
 }
 
+/* `online node N` of a drained node ends the drain, even with every block
+ * online already: then it is that, not nothing to do. */
+static void note_undrain(const struct nt_hotplug *h, const struct nt_hotplug_request *req, struct nt_offline_plan *plan)
+{
+    int64_t drain;
+    if (req->op != NT_OFFLINE_OP_ONLINE || req->kind != NT_TARGET_NODE || !nt_hp_drained(h, req->node, &drain))
+        return;
+    if (plan->refusal == NT_OFFLINE_NOTHING_TO_DO) {
+        plan->refusal = NT_OFFLINE_OK;
+        snprintf(plan->message, sizeof(plan->message), "ready to online node %d: every block is online already; "
+                 "ends the drain of node %d (job %" PRId64 "): the threads it pinned get their CPU affinity "
+                 "from before.", req->node, req->node, drain);
+    } else if (plan->refusal == NT_OFFLINE_OK) {
+        nt_appendf(plan->message, sizeof(plan->message), " Then ends the drain of node %d (job %" PRId64 ").",
+                   req->node, drain);
+    }
+}
+
 int nt_hotplug_submit(struct nt_hotplug *h, const struct nt_hotplug_request *req, struct nt_hotplug_reply *reply)
 {
     *reply = (struct nt_hotplug_reply){ 0 };
@@ -633,8 +831,12 @@ int nt_hotplug_submit(struct nt_hotplug *h, const struct nt_hotplug_request *req
         nt_offline_plan_free(&plan);
         return r;
     }
+    note_undrain(h, req, &plan);
     if (plan.refusal != NT_OFFLINE_OK && plan.refusal != NT_OFFLINE_NOTHING_TO_DO) {
         r = reply_error(reply, -EPERM, nt_offline_refusal_to_string(plan.refusal), "%s", plan.message);
+        /* The refused plan still explains each block: it goes with the error. */
+        reply->result = json_object_new_object();
+        json_object_object_add(reply->result, "plan", nt_offline_plan_to_json(&plan));
         log_info("%s refused (%s): %s", nt_offline_op_to_string(req->op), reply->code, plan.message);
         goto out;
     }
@@ -709,6 +911,7 @@ struct json_object *nt_hotplug_status_json(const struct nt_hotplug *h)
         return o;
     json_object_object_add(o, "job", h->job ? job_json_of(h, h->job) : NULL);
     json_object_object_add(o, "journal", h->ledger ? json_object_new_string(h->ledger_path) : NULL);
+    json_object_object_add(o, "maintenance", nt_hotplug_maintenance_json(h));
     if (!h->ledger && h->ledger_why[0])
         json_object_object_add(o, "journal_error", json_object_new_string(h->ledger_why));
     return o;
@@ -841,6 +1044,13 @@ static void open_journal(struct nt_hotplug *h)
     }
 }
 
+static void read_boot_id(struct nt_hotplug *h)
+{
+    _cleanup_free_ char *id = NULL;
+    if (nt_read_file(h->root, "/proc/sys/kernel/random/boot_id", &id) == 0)
+        snprintf(h->boot_id, sizeof(h->boot_id), "%.*s", (int)strcspn(id, "\n"), id);
+}
+
 static int make_mover(struct nt_hotplug *h, const struct nt_mover_params *mp)
 {
     struct nt_mover_params p;
@@ -872,8 +1082,10 @@ int nt_hotplug_new(const struct nt_hotplug_options *o, const struct nt_hotplug_p
         r = nt_procs_new(h->root, getpid(), &h->procs);
     if (r < 0)
         return r;
+    read_boot_id(h);
     open_journal(h);
     history_load(h);
+    drained_load(h);
     *out = NT_TAKE_PTR(h);
     return 0;
 }
@@ -900,6 +1112,7 @@ void nt_hotplug_free(struct nt_hotplug *h)
     for (size_t i = 0; i < h->nr_history; i++)
         nt_job_free(h->history[i]);
     free(h->history);
+    free(h->drained);
     nt_mover_free(h->mover);
     nt_procs_free(h->procs);
     nt_ledger_close(h->ledger);

@@ -1,4 +1,5 @@
-/* The job journal: offline/online/drain jobs in the ledger (schema v3).
+/* The job journal: offline/online/drain jobs in the ledger (schema v3;
+ * v4 adds the threads a drain pinned).
  * See include/numatier/ledger-jobs.h. Every write is one transaction;
  * the ledger's synchronous=FULL makes each commit durable, which is what
  * lets a restarted daemon trust the intent rows. */
@@ -87,6 +88,7 @@ void nt_job_free(struct nt_job *j)
     free(j->plan_json);
     free(j->blocks);
     free(j->rebinds);
+    free(j->pins);
     free(j);
 }
 
@@ -113,6 +115,7 @@ struct nt_job *nt_job_dup(const struct nt_job *j)
     failed |= j->plan_json && !c->plan_json;
     c->blocks = dup_array(j->blocks, j->nr_blocks, sizeof(*j->blocks), &failed);
     c->rebinds = dup_array(j->rebinds, j->nr_rebinds, sizeof(*j->rebinds), &failed);
+    c->pins = dup_array(j->pins, j->nr_pins, sizeof(*j->pins), &failed);
     if (failed) {
         nt_job_free(c);
         return NULL;
@@ -230,6 +233,11 @@ static int check_binds(int rc)
     "INSERT INTO job_rebinds (job_id, seq, pid, comm, kind, from_nodes, to_node, cgroup, mems_before," \
     " applied, restored) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 
+#define SQL_PIN_COLS "pid, start_time, boot_id, comm, cpus_before, cpus_set, threads, restored"
+#define SQL_UPSERT_PIN \
+    "INSERT OR REPLACE INTO job_pins (job_id, seq, " SQL_PIN_COLS ")" \
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+
 static int insert_job_row(sqlite3 *db, const struct nt_job *j, int64_t *id)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
@@ -290,18 +298,38 @@ static int bind_rebind(sqlite3_stmt *s, int64_t job_id, size_t seq, const struct
     return check_binds(rc);
 }
 
+static int bind_pin(sqlite3_stmt *s, int64_t job_id, size_t seq, const struct nt_job_pin *p)
+{
+    int rc = sqlite3_bind_int64(s, 1, job_id);
+    rc |= sqlite3_bind_int64(s, 2, (int64_t)seq);
+    rc |= sqlite3_bind_int64(s, 3, p->pid);
+    rc |= bind_u64(s, 4, p->start_time);
+    rc |= bind_word(s, 5, p->boot_id);
+    rc |= bind_text(s, 6, p->comm);
+    rc |= bind_text(s, 7, p->cpus_before);
+    rc |= bind_text(s, 8, p->cpus_set);
+    rc |= sqlite3_bind_int64(s, 9, p->threads);
+    rc |= sqlite3_bind_int(s, 10, p->restored);
+    return check_binds(rc);
+}
+
 static int insert_children(sqlite3 *db, const struct nt_job *j, int64_t id)
 {
-    _cleanup_stmt_ sqlite3_stmt *bs = NULL, *rs = NULL;
+    _cleanup_stmt_ sqlite3_stmt *bs = NULL, *rs = NULL, *ps = NULL;
     int r = prepare(db, SQL_INSERT_BLOCK, &bs);
     if (r == 0)
         r = prepare(db, SQL_INSERT_REBIND, &rs);
+    if (r == 0)
+        r = prepare(db, SQL_UPSERT_PIN, &ps);
     for (size_t i = 0; r == 0 && i < j->nr_blocks; i++)
         if ((r = bind_block(bs, id, i, &j->blocks[i])) == 0)
             r = step_done(bs);
     for (size_t i = 0; r == 0 && i < j->nr_rebinds; i++)
         if ((r = bind_rebind(rs, id, i, &j->rebinds[i])) == 0)
             r = step_done(rs);
+    for (size_t i = 0; r == 0 && i < j->nr_pins; i++)
+        if ((r = bind_pin(ps, id, i, &j->pins[i])) == 0)
+            r = step_done(ps);
     return r;
 }
 
@@ -383,17 +411,40 @@ int nt_ledger_job_rebind_update(struct nt_ledger *l, const struct nt_job *j, siz
     return r < 0 ? r : run_update(db, s);
 }
 
-int nt_ledger_rebind_mark_restored(struct nt_ledger *l, int64_t job_id, size_t seq)
+int nt_ledger_job_pin_update(struct nt_ledger *l, const struct nt_job *j, size_t i)
+{
+    if (i >= j->nr_pins)
+        return -EINVAL;
+    sqlite3 *db = nt_ledger_db(l);
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = prepare(db, SQL_UPSERT_PIN, &s);
+    if (r == 0)
+        r = bind_pin(s, j->id, i, &j->pins[i]);
+    return r < 0 ? r : run_update(db, s);
+}
+
+/* UPDATE table SET restored = 1 for one (job_id, seq). */
+static int mark_restored(struct nt_ledger *l, const char *sql, int64_t job_id, size_t seq)
 {
     sqlite3 *db = nt_ledger_db(l);
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(db, "UPDATE job_rebinds SET restored = 1 WHERE job_id = ?1 AND seq = ?2", &s);
+    int r = prepare(db, sql, &s);
     if (r < 0)
         return r;
     int rc = sqlite3_bind_int64(s, 1, job_id) | sqlite3_bind_int64(s, 2, (int64_t)seq);
     if ((r = check_binds(rc)) < 0)
         return r;
     return run_update(db, s);
+}
+
+int nt_ledger_rebind_mark_restored(struct nt_ledger *l, int64_t job_id, size_t seq)
+{
+    return mark_restored(l, "UPDATE job_rebinds SET restored = 1 WHERE job_id = ?1 AND seq = ?2", job_id, seq);
+}
+
+int nt_ledger_pin_mark_restored(struct nt_ledger *l, int64_t job_id, size_t seq)
+{
+    return mark_restored(l, "UPDATE job_pins SET restored = 1 WHERE job_id = ?1 AND seq = ?2", job_id, seq);
 }
 
 /* ---- reading -------------------------------------------------------------- */
@@ -436,20 +487,48 @@ static int load_job_row(sqlite3 *db, int64_t id, struct nt_job *j)
     return 0;
 }
 
-static int count_rows(sqlite3 *db, const char *table, int64_t id, size_t *n)
+/* Every row of s through fn into a malloc'd array of elements of size
+ * bytes, each zeroed first; an error from fn stops it. */
+static int collect_rows(sqlite3_stmt *s, size_t size, int (*fn)(sqlite3_stmt *s, void *elem), void **out,
+                        size_t *n)
 {
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE job_id = ?1", table);
+    _cleanup_free_ char *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 8;
+            char *nv = realloc(v, cap * size);
+            if (!nv)
+                return -ENOMEM;
+            v = nv;
+        }
+        memset(v + len * size, 0, size);
+        int r = fn(s, v + len++ * size);
+        if (r < 0)
+            return r;
+    }
+    if (rc != SQLITE_DONE)
+        return errno_of(rc) ? errno_of(rc) : -EIO;
+    *out = NT_TAKE_PTR(v);
+    *n = len;
+    return 0;
+}
+
+/* One job's child rows (blocks, rebinds, pins), ordered by seq. */
+static int load_children(sqlite3 *db, int64_t job_id, const char *table, const char *cols, size_t elem,
+                         int (*row)(sqlite3_stmt *s, void *elem), void **out, size_t *n)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE job_id = ?1 ORDER BY seq", cols, table);
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     int r = prepare(db, sql, &s);
     if (r < 0)
         return r;
-    sqlite3_bind_int64(s, 1, id);
-    if (sqlite3_step(s) != SQLITE_ROW)
-        return -EIO;
-    *n = (size_t)sqlite3_column_int64(s, 0);
-    return 0;
+    sqlite3_bind_int64(s, 1, job_id);
+    return collect_rows(s, elem, row, out, n);
 }
+
 
 static int block_from_row(sqlite3_stmt *s, struct nt_job_block *b)
 {
@@ -469,24 +548,19 @@ static int block_from_row(sqlite3_stmt *s, struct nt_job_block *b)
     return 0;
 }
 
+static int block_row(sqlite3_stmt *s, void *elem)
+{
+    return block_from_row(s, elem);
+}
+
 static int load_blocks(sqlite3 *db, struct nt_job *j)
 {
-    int r = count_rows(db, "job_blocks", j->id, &j->nr_blocks);
-    if (r < 0 || !j->nr_blocks)
-        return r;
-    if (!(j->blocks = calloc(j->nr_blocks, sizeof(*j->blocks))))
-        return -ENOMEM;
-    _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    r = prepare(db, "SELECT block, node, before, restore, want, now, writing, result, attempts, reason"
-                    " FROM job_blocks WHERE job_id = ?1 ORDER BY seq", &s);
-    if (r < 0)
-        return r;
-    sqlite3_bind_int64(s, 1, j->id);
-    size_t i = 0;
-    while (i < j->nr_blocks && sqlite3_step(s) == SQLITE_ROW)
-        if ((r = block_from_row(s, &j->blocks[i++])) < 0)
-            return r;
-    return i == j->nr_blocks ? 0 : -EIO;
+    void *v = NULL;
+    int r = load_children(db, j->id, "job_blocks",
+                          "block, node, before, restore, want, now, writing, result, attempts, reason",
+                          sizeof(*j->blocks), block_row, &v, &j->nr_blocks);
+    j->blocks = v;
+    return r;
 }
 
 #define SQL_REBIND_COLS "pid, comm, kind, from_nodes, to_node, cgroup, mems_before, applied, restored"
@@ -504,22 +578,45 @@ static void rebind_from_row(sqlite3_stmt *s, int first, struct nt_job_rebind *b)
     b->restored = sqlite3_column_int(s, first + 8);
 }
 
+static int rebind_row(sqlite3_stmt *s, void *elem)
+{
+    rebind_from_row(s, 0, elem);
+    return 0;
+}
+
 static int load_rebinds(sqlite3 *db, struct nt_job *j)
 {
-    int r = count_rows(db, "job_rebinds", j->id, &j->nr_rebinds);
-    if (r < 0 || !j->nr_rebinds)
-        return r;
-    if (!(j->rebinds = calloc(j->nr_rebinds, sizeof(*j->rebinds))))
-        return -ENOMEM;
-    _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    r = prepare(db, "SELECT " SQL_REBIND_COLS " FROM job_rebinds WHERE job_id = ?1 ORDER BY seq", &s);
-    if (r < 0)
-        return r;
-    sqlite3_bind_int64(s, 1, j->id);
-    size_t i = 0;
-    while (i < j->nr_rebinds && sqlite3_step(s) == SQLITE_ROW)
-        rebind_from_row(s, 0, &j->rebinds[i++]);
-    return i == j->nr_rebinds ? 0 : -EIO;
+    void *v = NULL;
+    int r = load_children(db, j->id, "job_rebinds", SQL_REBIND_COLS, sizeof(*j->rebinds), rebind_row, &v,
+                          &j->nr_rebinds);
+    j->rebinds = v;
+    return r;
+}
+
+static void pin_from_row(sqlite3_stmt *s, int first, struct nt_job_pin *p)
+{
+    p->pid = (pid_t)sqlite3_column_int64(s, first);
+    p->start_time = col_u64(s, first + 1);
+    col_copy(s, first + 2, p->boot_id, sizeof(p->boot_id));
+    col_copy(s, first + 3, p->comm, sizeof(p->comm));
+    col_copy(s, first + 4, p->cpus_before, sizeof(p->cpus_before));
+    col_copy(s, first + 5, p->cpus_set, sizeof(p->cpus_set));
+    p->threads = (unsigned)sqlite3_column_int64(s, first + 6);
+    p->restored = sqlite3_column_int(s, first + 7);
+}
+
+static int pin_row(sqlite3_stmt *s, void *elem)
+{
+    pin_from_row(s, 0, elem);
+    return 0;
+}
+
+static int load_pins(sqlite3 *db, struct nt_job *j)
+{
+    void *v = NULL;
+    int r = load_children(db, j->id, "job_pins", SQL_PIN_COLS, sizeof(*j->pins), pin_row, &v, &j->nr_pins);
+    j->pins = v;
+    return r;
 }
 
 int nt_ledger_job_load(struct nt_ledger *l, int64_t id, struct nt_job **out)
@@ -533,6 +630,8 @@ int nt_ledger_job_load(struct nt_ledger *l, int64_t id, struct nt_job **out)
         r = load_blocks(db, j);
     if (r == 0)
         r = load_rebinds(db, j);
+    if (r == 0)
+        r = load_pins(db, j);
     if (r < 0)
         return r;
     *out = NT_TAKE_PTR(j);
@@ -578,35 +677,82 @@ int nt_ledger_jobs_recent(struct nt_ledger *l, size_t limit, int64_t **ids, size
     return collect_ids(nt_ledger_db(l), "SELECT id FROM jobs ORDER BY id DESC LIMIT ?1", lim, ids, n);
 }
 
-int nt_ledger_rebinds_open(struct nt_ledger *l, int node, struct nt_job_rebind_ref **out, size_t *n)
+
+/* sql (?1 bound to node unless node < 0) into a malloc'd array. */
+static int query_rows(struct nt_ledger *l, const char *sql, int node, size_t size,
+                      int (*fn)(sqlite3_stmt *s, void *elem), void **out, size_t *n)
 {
-    sqlite3 *db = nt_ledger_db(l);
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(db, "SELECT r.job_id, r.seq, " SQL_REBIND_COLS " FROM job_rebinds r JOIN jobs j"
-                        " ON j.id = r.job_id WHERE j.op = 'offline' AND j.target_node = ?1"
-                        " AND j.state NOT IN ('running', 'rolling-back') AND r.applied = 1"
-                        " AND r.restored = 0 ORDER BY r.job_id, r.seq", &s);
+    int r = prepare(nt_ledger_db(l), sql, &s);
     if (r < 0)
         return r;
-    sqlite3_bind_int(s, 1, node);
-    _cleanup_free_ struct nt_job_rebind_ref *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 8;
-            struct nt_job_rebind_ref *nv = realloc(v, cap * sizeof(*nv));
-            if (!nv)
-                return -ENOMEM;
-            v = nv;
-        }
-        v[len] = (struct nt_job_rebind_ref){ .job_id = sqlite3_column_int64(s, 0),
-                                             .seq = (size_t)sqlite3_column_int64(s, 1) };
-        rebind_from_row(s, 2, &v[len++].rb);
-    }
-    if (rc != SQLITE_DONE)
-        return errno_of(rc) ? errno_of(rc) : -EIO;
-    *out = NT_TAKE_PTR(v);
-    *n = len;
+    if (node >= 0)
+        sqlite3_bind_int(s, 1, node);
+    return collect_rows(s, size, fn, out, n);
+}
+
+static int rebind_ref_row(sqlite3_stmt *s, void *elem)
+{
+    struct nt_job_rebind_ref *ref = elem;
+    ref->job_id = sqlite3_column_int64(s, 0);
+    ref->seq = (size_t)sqlite3_column_int64(s, 1);
+    rebind_from_row(s, 2, &ref->rb);
     return 0;
+}
+
+int nt_ledger_rebinds_open(struct nt_ledger *l, int node, struct nt_job_rebind_ref **out, size_t *n)
+{
+    void *v = NULL;
+    int r = query_rows(l, "SELECT r.job_id, r.seq, " SQL_REBIND_COLS " FROM job_rebinds r JOIN jobs j"
+                          " ON j.id = r.job_id WHERE j.op = 'offline' AND j.target_node = ?1"
+                          " AND j.state NOT IN ('running', 'rolling-back') AND r.applied = 1"
+                          " AND r.restored = 0 ORDER BY r.job_id, r.seq",
+                          node, sizeof(**out), rebind_ref_row, &v, n);
+    if (r == 0)
+        *out = v;
+    return r;
+}
+
+static int drain_ref_row(sqlite3_stmt *s, void *elem)
+{
+    struct nt_drain_ref *ref = elem;
+    ref->node = sqlite3_column_int(s, 0);
+    ref->job_id = sqlite3_column_int64(s, 1);
+    return 0;
+}
+
+int nt_ledger_drains_open(struct nt_ledger *l, struct nt_drain_ref **out, size_t *n)
+{
+    void *v = NULL;
+    int r = query_rows(l, "SELECT d.target_node, max(d.id) FROM jobs d WHERE d.op = 'drain'"
+                          " AND d.state = 'succeeded' AND d.target_node >= 0 AND NOT EXISTS"
+                          " (SELECT 1 FROM jobs o WHERE o.op = 'online' AND o.state = 'succeeded'"
+                          " AND o.target_node = d.target_node AND o.id > d.id)"
+                          " GROUP BY d.target_node ORDER BY d.target_node",
+                          -1, sizeof(**out), drain_ref_row, &v, n);
+    if (r == 0)
+        *out = v;
+    return r;
+}
+
+static int pin_ref_row(sqlite3_stmt *s, void *elem)
+{
+    struct nt_job_pin_ref *ref = elem;
+    ref->job_id = sqlite3_column_int64(s, 0);
+    ref->seq = (size_t)sqlite3_column_int64(s, 1);
+    pin_from_row(s, 2, &ref->pin);
+    return 0;
+}
+
+int nt_ledger_pins_open(struct nt_ledger *l, int node, struct nt_job_pin_ref **out, size_t *n)
+{
+    void *v = NULL;
+    int r = query_rows(l, "SELECT p.job_id, p.seq, " SQL_PIN_COLS " FROM job_pins p JOIN jobs j"
+                          " ON j.id = p.job_id WHERE j.op = 'drain' AND j.target_node = ?1"
+                          " AND j.state NOT IN ('running', 'rolling-back') AND p.restored = 0"
+                          " ORDER BY p.job_id, p.seq",
+                          node, sizeof(**out), pin_ref_row, &v, n);
+    if (r == 0)
+        *out = v;
+    return r;
 }

@@ -168,6 +168,23 @@ static const char *const migrations[] = {
     "    PRIMARY KEY (job_id, seq)\n"
     ");\n"
     "CREATE INDEX jobs_unfinished ON jobs (state) WHERE state IN ('running', 'rolling-back');\n",
+
+    /* v4: the processes whose threads a drain pinned off its node, for
+     * `online node N` to put back when it ends the drain (also after a
+     * restart: the instance is told by pid, start time and boot). */
+    "CREATE TABLE job_pins (\n"
+    "    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,\n"
+    "    seq         INTEGER NOT NULL,\n"
+    "    pid         INTEGER NOT NULL,\n"
+    "    start_time  INTEGER NOT NULL,\n"
+    "    boot_id     TEXT,\n"
+    "    comm        TEXT,\n"
+    "    cpus_before TEXT NOT NULL,\n"
+    "    cpus_set    TEXT NOT NULL,\n"
+    "    threads     INTEGER NOT NULL DEFAULT 0,\n"
+    "    restored    INTEGER NOT NULL DEFAULT 0 CHECK (restored IN (0, 1)),\n"
+    "    PRIMARY KEY (job_id, seq)\n"
+    ");\n",
 };
 
 _Static_assert(NT_ARRAY_SIZE(migrations) == NT_LEDGER_SCHEMA_VERSION,

@@ -41,6 +41,7 @@ struct nt_manager {
     int last_topology_error;
     uint64_t start_usec;
     uint64_t cycles;
+    uint64_t job_bytes_seen;        /* nt_hotplug_bytes_moved at the last cycle */
     unsigned reloads_ok, reloads_failed;
     char *last_reload_error;
 };
@@ -134,6 +135,17 @@ static void refresh_topology(struct nt_manager *m)
     m->topology = t;
 }
 
+/* An offline or drain job moved pages behind placement's back: where the
+ * watch thinks each page is may be wrong, so it looks again. */
+static void note_job_moves(struct nt_manager *m)
+{
+    uint64_t moved = nt_hotplug_bytes_moved(m->hotplug);
+    if (moved == m->job_bytes_seen)
+        return;
+    m->job_bytes_seen = moved;
+    nt_watch_all_pages_moved(m->watch);
+}
+
 static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
 {
     (void)usec;
@@ -141,10 +153,13 @@ static int on_cycle(sd_event_source *s, uint64_t usec, void *userdata)
     m->cycles++;
     refresh_topology(m);
     if (m->topology) {
+        note_job_moves(m);      /* first: this cycle's lookups then find where pages went */
         int r = nt_watch_cycle(m->watch, &m->config, m->topology, nt_now_usec());
         if (r < 0)
             log_warning("cycle: watching processes failed: %s", strerror(-r));
-        r = nt_placer_cycle(m->placer, m->watch, &m->config, m->topology, nt_now_usec());
+        struct nt_nodeset maintenance;
+        nt_hotplug_maintenance_nodes(m->hotplug, &maintenance);
+        r = nt_placer_cycle(m->placer, m->watch, &m->config, m->topology, &maintenance, nt_now_usec());
         if (r < 0)
             log_warning("cycle: placement failed: %s", strerror(-r));
     }
@@ -477,8 +492,10 @@ static int hotplug_request(struct nt_manager *m, enum nt_offline_op op, struct j
         return nt_ctl_reply_error(reply, -EINVAL, "invalid-argument", "%s", why);
     struct nt_hotplug_reply out;
     int r = nt_hotplug_submit(m->hotplug, &req, &out);
-    if (r < 0)
+    if (r < 0) {
+        reply->error_detail = out.result;   /* a refused plan, or NULL */
         return nt_ctl_reply_error(reply, r, out.code ? out.code : "failed", "%s", out.message);
+    }
     if (!req.dry_run)
         log_info("%s requested by pid %d (uid %d)", nt_offline_op_to_string(op), (int)peer->pid, (int)peer->uid);
     reply->result = out.result;
@@ -575,6 +592,12 @@ static int add_sources(struct nt_manager *m)
     return 0;
 }
 
+/* A drain moves threads whose affinity placement set, as if unpinned. */
+static bool placement_owns_affinity(pid_t pid, const cpu_set_t *mask, void *userdata)
+{
+    return nt_placer_affinity_is_ours(userdata, pid, mask);
+}
+
 /* Offline jobs journal in the ledger even with [ras] off; an unfinished
  * job from before a restart is recovered at once. */
 static int start_hotplug(struct nt_manager *m)
@@ -587,6 +610,7 @@ static int start_hotplug(struct nt_manager *m)
         log_error("offline: %s", strerror(-r));
         return r;
     }
+    nt_hotplug_set_affinity_owner(m->hotplug, placement_owns_affinity, m->placer);
     r = nt_hotplug_recover(m->hotplug);
     if (r < 0)
         log_error("offline: cannot look for unfinished jobs: %s", strerror(-r));

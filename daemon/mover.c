@@ -973,6 +973,25 @@ int nt_cpuset_parse(const char *list, cpu_set_t *out)
     return count;
 }
 
+void nt_cpuset_format(const cpu_set_t *set, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    size_t pos = 0;
+    for (int c = 0; c < CPU_SETSIZE && pos < len; c++) {
+        if (!CPU_ISSET(c, set))
+            continue;
+        int last = c;
+        while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, set))
+            last++;
+        int n = last > c ? snprintf(buf + pos, len - pos, "%s%d-%d", pos ? "," : "", c, last)
+                         : snprintf(buf + pos, len - pos, "%s%d", pos ? "," : "", c);
+        pos += n > 0 ? (size_t)n : 0;
+        c = last;
+    }
+}
+
 static struct aff_rec *aff_find_pid(const struct nt_mover *m, pid_t pid)
 {
     for (size_t i = 0; i < m->nr_aff; i++)
@@ -1212,6 +1231,29 @@ void nt_mover_restore_all(struct nt_mover *m)
         if (r < 0 && r != -ESRCH)
             log_debug("mover: restoring affinity of %d: %s", (int)m->aff[0].pid, strerror(-r));
     }
+}
+
+int nt_mover_adopt(struct nt_mover *m, pid_t pid, uint64_t start_time, const cpu_set_t *ours,
+                   const cpu_set_t *orig)
+{
+    struct aff_rec *r = aff_find_pid(m, pid);
+    if (r && r->start_time == start_time)
+        return 0;               /* this run made it: it knows each thread's own mask */
+    unsigned flags;
+    uint64_t start;
+    if (read_stat_ids(pid, &flags, &start) < 0 || start != start_time)
+        return -ESRCH;
+    if (r)
+        aff_drop(m, r);
+    struct aff_rec *nv = realloc(m->aff, (m->nr_aff + 1) * sizeof(*nv));
+    if (!nv)
+        return -ENOMEM;
+    m->aff = nv;
+    /* No thread records: restore gives every thread still at ours the
+     * process's mask from before. */
+    m->aff[m->nr_aff++] = (struct aff_rec){ .pid = pid, .start_time = start_time, .pidfd = -1,
+                                            .proc_orig = *orig, .ours = *ours };
+    return 0;
 }
 
 bool nt_mover_affinity_is_ours(const struct nt_mover *m, pid_t pid, const cpu_set_t *current)

@@ -359,7 +359,7 @@ static int alloc_input(struct cycle_input *in, unsigned n)
 /* Idle CPUs per node: its CPUs minus what the watched processes use there.
  * Unwatched load is not seen; the queueing penalty errs on the cheap side. */
 static void fill_nodes(const struct nt_placer *p, const struct nt_topology *topo, const struct nt_procs *procs,
-                       struct nt_place_node *nodes)
+                       const struct nt_nodeset *maintenance, struct nt_place_node *nodes)
 {
     for (unsigned i = 0; i < topo->nr_nodes; i++) {
         const struct nt_node *n = &topo->nodes[i];
@@ -369,6 +369,7 @@ static void fill_nodes(const struct nt_placer *p, const struct nt_topology *topo
             .free_pages = free_pages, .total_pages = total,
             .low_watermark_pages = (uint64_t)(total * p->free_watermark),
             .slow = n->tier == NT_TIER_SLOW,
+            .maintenance = maintenance && nt_nodeset_test(maintenance, n->id),
         };
     }
     size_t np;
@@ -532,7 +533,7 @@ static bool pages_pinned(uint32_t proc_id, void *ud)
 }
 
 int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_config *cfg,
-                    const struct nt_topology *topo, uint64_t now_usec)
+                    const struct nt_topology *topo, const struct nt_nodeset *maintenance, uint64_t now_usec)
 {
     if (!topo)
         return 0;
@@ -558,7 +559,7 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
     struct cycle_input in = { 0 };
     r = alloc_input(&in, topo->nr_nodes);
     if (r >= 0) {
-        fill_nodes(p, topo, procs, in.nodes);
+        fill_nodes(p, topo, procs, maintenance, in.nodes);
         struct nt_place_system sys = {
             .nr_nodes = topo->nr_nodes, .nodes = in.nodes, .distance = topo->distance,
             .cost = &p->cost, .params = &p->params, .now_usec = now_usec,
@@ -570,7 +571,7 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
         for (size_t i = 0; i < np; i++)
             decide_one(p, w, &sys, procs, &list[i], snap, cfg, topo, &in);
         placed_sweep(p);
-        int tr = nt_tierer_cycle(p->tierer, p->mover, w, cfg, topo, now_usec, pages_pinned, p);
+        int tr = nt_tierer_cycle(p->tierer, p->mover, w, cfg, topo, maintenance, now_usec, pages_pinned, p);
         if (tr < 0)
             log_warning("tiering: %s", strerror(-tr));
         nt_mover_retry(p->mover, procs, now_usec, NULL);
@@ -734,4 +735,9 @@ struct json_object *nt_placer_plan_json(const struct nt_placer *p)
 int nt_placer_restore(struct nt_placer *p, pid_t pid)
 {
     return nt_mover_restore(p->mover, pid);
+}
+
+bool nt_placer_affinity_is_ours(const struct nt_placer *p, pid_t pid, const cpu_set_t *mask)
+{
+    return nt_mover_affinity_is_ours(p->mover, pid, mask);
 }

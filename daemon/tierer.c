@@ -144,12 +144,13 @@ static int list_add(struct page_list *l, const struct nt_tier_page *p)
  * above low, and start again at the next allocation): while it is, its
  * low watermark is raised to the high one, which also keeps promotions out. */
 static void fill_nodes(struct nt_tierer *t, const struct nt_topology *topo, const struct nt_config *cfg,
-                       struct nt_tier_node *nodes)
+                       const struct nt_nodeset *maintenance, struct nt_tier_node *nodes)
 {
     for (unsigned i = 0; i < topo->nr_nodes; i++) {
         const struct nt_node *n = &topo->nodes[i];
         struct nt_tier_node *x = &nodes[i];
-        *x = (struct nt_tier_node){ .id = n->id, .slow = n->tier == NT_TIER_SLOW, .nr_cpus = n->nr_cpus };
+        *x = (struct nt_tier_node){ .id = n->id, .slow = n->tier == NT_TIER_SLOW, .nr_cpus = n->nr_cpus,
+                                    .maintenance = maintenance && nt_nodeset_test(maintenance, n->id) };
         nt_tier_node_memory(x, n->mem_total_kb, n->mem_free_kb, cfg->low_watermark_pct,
                             cfg->high_watermark_pct, PAGE_SIZE_4K);
         if (x->slow || x->free_pages >= x->high_watermark_pages)
@@ -400,7 +401,8 @@ static int plan_and_move(struct nt_tierer *t, struct nt_mover *mover, struct nt_
 }
 
 int nt_tierer_cycle(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch *w,
-                    const struct nt_config *cfg, const struct nt_topology *topo, uint64_t now_usec,
+                    const struct nt_config *cfg, const struct nt_topology *topo,
+                    const struct nt_nodeset *maintenance, uint64_t now_usec,
                     bool (*pinned)(uint32_t proc_id, void *ud), void *ud)
 {
     bool slow = false;
@@ -419,7 +421,7 @@ int nt_tierer_cycle(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch
     if (!nodes)
         r = -ENOMEM;
     if (r >= 0) {
-        fill_nodes(t, topo, cfg, nodes);
+        fill_nodes(t, topo, cfg, maintenance, nodes);
         r = collect_hot(snap, procs, pinned, ud, &l);
     }
     if (r >= 0)

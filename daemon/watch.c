@@ -316,6 +316,11 @@ void nt_watch_pages_moved(struct nt_watch *w, uint32_t proc_id)
     nt_aggregate_invalidate_nodes(w->agg, proc_id);
 }
 
+void nt_watch_all_pages_moved(struct nt_watch *w)
+{
+    nt_aggregate_invalidate_all_nodes(w->agg);
+}
+
 struct json_object *nt_watch_top_json(struct nt_watch *w, uint64_t now_usec, size_t top_pages)
 {
     struct nt_heat_snapshot *snap = NULL;

@@ -565,7 +565,7 @@ static void find_emptied(struct planner *p)
 static bool node_usable(const struct planner *p, size_t pos, bool with_slow)
 {
     const struct nt_offline_node *n = &p->in->nodes[pos];
-    return n->online && !nt_nodeset_test(&p->plan->emptied, n->id) && (!n->slow || with_slow);
+    return n->online && !n->maintenance && !nt_nodeset_test(&p->plan->emptied, n->id) && (!n->slow || with_slow);
 }
 
 static bool node_considered(const struct planner *p, size_t pos)
@@ -804,11 +804,13 @@ static void choose_cpu_node(struct planner *p)
 {
     const struct nt_offline_input *in = p->in;
     int target = p->req->target_node, best = -1;
+    bool closed = false;
     if (!node_cpus(in, target))
         return;
     for (size_t i = 0; i < in->nr_nodes; i++) {
         const struct nt_offline_node *n = &in->nodes[i];
-        if (n->id == target || !n->nr_cpus)
+        closed |= n->id != target && n->nr_cpus && n->maintenance;
+        if (n->id == target || !n->nr_cpus || n->maintenance)
             continue;
         if (best < 0 || distance(in, target, i) < distance(in, target, (size_t)best) ||
             (distance(in, target, i) == distance(in, target, (size_t)best) && n->id < in->nodes[best].id))
@@ -819,7 +821,8 @@ static void choose_cpu_node(struct planner *p)
         return;
     }
     refuse(p->plan, NT_OFFLINE_NO_CPU_DESTINATION);
-    set_message(p->plan, "cannot drain node %d: no other node has CPUs to run its threads.", target);
+    set_message(p->plan, "cannot drain node %d: no other node has CPUs to run its threads%s.", target,
+                closed ? " (nodes under maintenance take none)" : "");
 }
 
 /* ---- the go-ahead message ------------------------------------------------- */

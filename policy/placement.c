@@ -38,6 +38,7 @@ const char *nt_place_reason_to_string(enum nt_place_reason r)
         [NT_PLACE_PAGES_CHEAPER] = "pages-cheaper",
         [NT_PLACE_THREADS_ONLY] = "threads-only",
         [NT_PLACE_PAGES_ONLY] = "pages-only",
+        [NT_PLACE_MAINTENANCE] = "maintenance",
     };
     if ((unsigned)r < NT_ARRAY_SIZE(names) && names[r])
         return names[r];
@@ -74,6 +75,7 @@ struct eval {
     unsigned page_dest;
     bool threads_ok, pages_ok;
     bool pages_no_room;             /* pages blocked by room, not by a pin */
+    bool maintenance;               /* an option blocked by a node under maintenance */
     char threads_block[128];        /* why threads may not move */
     char pages_block[128];          /* why pages may not move */
 };
@@ -189,7 +191,7 @@ static int next_page_dest(const struct eval *e, int after)
 {
     int best = -1;
     for (unsigned i = 0; i < e->sys->nr_nodes; i++) {
-        if (i == e->t || e->sys->nodes[i].slow)
+        if (i == e->t || e->sys->nodes[i].slow || e->sys->nodes[i].maintenance)
             continue;
         unsigned di = dist(e, e->t, i);
         if (after >= 0) {
@@ -203,13 +205,15 @@ static int next_page_dest(const struct eval *e, int after)
     return best;
 }
 
-/* Rule 6: t if it has room for H, else the nearest fast node that has. */
+/* Rule 6: t if it has room for H, else the nearest fast node that has.
+ * Rule 7: a node under maintenance is no destination, t included. */
 static void choose_page_dest(struct eval *e)
 {
     const struct nt_place_node *nodes = e->sys->nodes;
+    bool t_closed = nodes[e->t].maintenance;
     struct page_plan pp = plan_pages(e, e->t);
     note_page_plan(e, e->t, &pp);
-    if (has_room(&nodes[e->t], pp.pages)) {
+    if (!t_closed && has_room(&nodes[e->t], pp.pages)) {
         e->pages_ok = true;
         return;
     }
@@ -220,6 +224,13 @@ static void choose_page_dest(struct eval *e)
             e->pages_ok = true;
             return;
         }
+    }
+    if (t_closed) {
+        e->d->page_dest_node = -1;
+        e->maintenance = true;
+        why_printf(e->pages_block, sizeof(e->pages_block), "node %d is under maintenance: no pages go there",
+                   id_of(e, e->t));
+        return;
     }
     e->pages_no_room = true;
     why_printf(e->pages_block, sizeof(e->pages_block), "no room on node %d for %" PRIu64 " pages",
@@ -254,6 +265,11 @@ static void check_threads_allowed(struct eval *e)
                    p->threads_pinned_why ? p->threads_pinned_why : "CPU affinity");
     else if (m->nr_cpus == 0)
         why_printf(e->threads_block, sizeof(e->threads_block), "node %d has no CPUs", m->id);
+    else if (m->maintenance && e->m != e->t) {
+        e->maintenance = true;
+        why_printf(e->threads_block, sizeof(e->threads_block),
+                   "node %d is under maintenance: no threads go there", m->id);
+    }
     else if (e->m == e->t)
         why_printf(e->threads_block, sizeof(e->threads_block),
                    "threads already on node %d, the hottest", m->id);
@@ -280,7 +296,7 @@ static void set_candidate(struct eval *e, enum nt_place_action a, enum nt_place_
 static void choose_neither(struct eval *e)
 {
     struct nt_place_decision *d = e->d;
-    set_none(d, e->pages_no_room ? NT_PLACE_NO_ROOM : NT_PLACE_PINNED);
+    set_none(d, e->maintenance ? NT_PLACE_MAINTENANCE : e->pages_no_room ? NT_PLACE_NO_ROOM : NT_PLACE_PINNED);
     why_printf(d->why, sizeof(d->why), "%s; %s", e->pages_block, e->threads_block);
 }
 
@@ -524,7 +540,7 @@ bool nt_place_balance(const struct nt_place_node *nodes, unsigned nr_nodes,
     unsigned dst_threads = 0;
     double dst_excess = 0;
     for (unsigned i = 0; i < nr_nodes; i++) {
-        if (i == (unsigned)src || nodes[i].nr_cpus == 0)
+        if (i == (unsigned)src || nodes[i].nr_cpus == 0 || nodes[i].maintenance)
             continue;
         double x = excess_between(nodes, runnable, (unsigned)src, i);
         if (!(damp * x >= 1))
@@ -591,7 +607,7 @@ static bool schedule_chunk(struct sched *s, size_t i)
     const struct nt_place_page_move *mv = &s->proposed[i];
     int f = pos_of(s->nodes, s->nr_nodes, mv->from);
     int t = pos_of(s->nodes, s->nr_nodes, mv->to);
-    if (f < 0 || t < 0 || s->left[i] == 0)
+    if (f < 0 || t < 0 || s->left[i] == 0 || s->nodes[t].maintenance)
         return false;
     const struct nt_place_node *dst = &s->nodes[t];
     uint64_t room = s->free_pages[t] > dst->low_watermark_pages

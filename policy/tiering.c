@@ -109,12 +109,13 @@ static int node_position(const struct planner *pl, int id)
 }
 
 /* Room for one more page without going under the low watermark. Pages this
- * cycle moves out are not counted as freed: the mover may fail. */
+ * cycle moves out are not counted as freed: the mover may fail. A node
+ * under maintenance has none (rule 4). */
 static bool has_room(const struct planner *pl, unsigned pos)
 {
     const struct nt_tier_node *n = &pl->nodes[pos];
     uint64_t incoming = pl->plan[pos].incoming;
-    return n->free_pages > incoming && n->free_pages - incoming > n->low_watermark_pages;
+    return !n->maintenance && n->free_pages > incoming && n->free_pages - incoming > n->low_watermark_pages;
 }
 
 static void mark_pressure(struct planner *pl)

@@ -81,6 +81,8 @@ typedef int (*nt_page_node_fn)(pid_t pid, size_t n, const uint64_t *vaddrs, int 
  * (and asked anew by nt_aggregate_refresh_nodes, hottest first). One sweep
  * of the table. */
 void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id);
+/* The same for every process. */
+void nt_aggregate_invalidate_all_nodes(struct nt_aggregate *a);
 
 /* Look up the node of up to max_pages pages whose node is unknown or stale,
  * hottest first, batched per process. pid_of maps an instance id to its

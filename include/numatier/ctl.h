@@ -23,6 +23,8 @@ struct nt_ctl_reply {
     struct json_object *result;
     const char *error_code;     /* machine-readable, e.g. "invalid-argument" */
     char *error_message;        /* malloc'd */
+    struct json_object *error_detail;   /* owned; its keys join the error object
+                                         * (e.g. a refused plan), or NULL */
 };
 
 typedef int (*nt_ctl_handler)(void *userdata, struct json_object *args,

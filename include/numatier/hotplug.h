@@ -18,7 +18,15 @@
  *   online:   onlining (movable where the plan says) -> done; rebinds
  *             that an offline of the same node made are put back;
  *   drain:    threads running on the node's CPUs move to the plan's
- *             cpu_node, memory leaves the node; no block changes.
+ *             cpu_node, memory leaves the node; no block changes. The
+ *             node stays drained (under maintenance) until `online node
+ *             N` ends the drain: it gives the processes the drain pinned
+ *             their CPU affinity from before.
+ *
+ * Maintenance: the nodes the running offline or drain job takes out of
+ * service, and the nodes drained and not yet back, receive nothing from
+ * numatierd: the placer and the tierer read nt_hotplug_maintenance_nodes
+ * every cycle and send neither threads nor pages there.
  *
  * Every job is journaled in the ledger (ledger-jobs.h); a daemon restarted
  * mid-job rolls it back or resumes it ([offline] on_restart). */
@@ -26,6 +34,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
@@ -132,7 +141,8 @@ struct nt_hotplug_reply {
 
 /* Plan the request and start its job (unless dry_run, refused or nothing
  * to do). Returns 0 with reply->result, or negative errno with code and
- * message (a refusal: -EPERM... see protocol: nothing changed). */
+ * message (a refusal: -EPERM... see protocol: nothing changed); a refusal
+ * also sets reply->result to {"plan":..}, the refused plan, for the error. */
 int nt_hotplug_submit(struct nt_hotplug *h, const struct nt_hotplug_request *req, struct nt_hotplug_reply *reply);
 
 /* {"jobs":[JOB,...]} newest first (the running one and the recent ones),
@@ -142,6 +152,25 @@ int nt_hotplug_jobs_json(struct nt_hotplug *h, int64_t id, struct json_object **
 struct json_object *nt_hotplug_status_json(const struct nt_hotplug *h);
 /* The running job, NULL if none. */
 const struct nt_job *nt_hotplug_current(const struct nt_hotplug *h);
+
+/* ---- maintenance --------------------------------------------------------------- */
+
+/* The nodes under maintenance: those the running offline or drain job
+ * targets (whole nodes, and the nodes of the blocks it changes), and those
+ * drained by a drain that succeeded and that no `online node N` has ended
+ * since (derived from the journal at start, so a restart keeps them). */
+void nt_hotplug_maintenance_nodes(const struct nt_hotplug *h, struct nt_nodeset *out);
+/* For status: [{"node":N,"why":"drained"|"offline"|"drain","job":ID}, ...]
+ * by node: "drained" for a finished drain, else the running job's op. */
+struct json_object *nt_hotplug_maintenance_json(const struct nt_hotplug *h);
+
+/* Tells whether mask on pid is an affinity numatierd's placement set (so
+ * not the user's): a drain moves such threads like unpinned ones. */
+typedef bool (*nt_hotplug_affinity_owner_fn)(pid_t pid, const cpu_set_t *mask, void *userdata);
+void nt_hotplug_set_affinity_owner(struct nt_hotplug *h, nt_hotplug_affinity_owner_fn fn, void *userdata);
+/* Bytes the jobs moved since the start: when it grows, what placement
+ * knows of where pages are is stale. */
+uint64_t nt_hotplug_bytes_moved(const struct nt_hotplug *h);
 
 /* ---- the pieces, exposed for the unit tests ------------------------------------ */
 

@@ -1,5 +1,6 @@
 /* Offline, online and drain jobs as the daemon runs them and as the ledger
- * journals them (schema v3: tables jobs, job_blocks, job_rebinds).
+ * journals them (schema v3: tables jobs, job_blocks, job_rebinds; v4:
+ * job_pins).
  *
  * The journal follows the ledger's rule: intent before action, result
  * after. Before each write to a block's state file the block's row gets
@@ -92,6 +93,22 @@ struct nt_job_rebind {
     bool restored;
 };
 
+#define NT_JOB_CPULIST 128      /* a CPU list as text, "0-3,8" */
+#define NT_JOB_BOOT_ID 40
+
+/* A process whose threads a drain moved off the drained node's CPUs: what
+ * `online node N` puts back when it ends the drain. */
+struct nt_job_pin {
+    pid_t pid;
+    uint64_t start_time;        /* /proc/PID/stat field 22: which instance */
+    char boot_id[NT_JOB_BOOT_ID];   /* the boot it was set in ("" unknown) */
+    char comm[16];
+    char cpus_before[NT_JOB_CPULIST];   /* its CPU affinity before the drain */
+    char cpus_set[NT_JOB_CPULIST];      /* what the drain set */
+    unsigned threads;           /* threads moved */
+    bool restored;
+};
+
 struct nt_job {
     int64_t id;                 /* 0 until journaled */
     enum nt_offline_op op;
@@ -111,6 +128,8 @@ struct nt_job {
     size_t nr_blocks;
     struct nt_job_rebind *rebinds;  /* malloc'd */
     size_t nr_rebinds;
+    struct nt_job_pin *pins;        /* malloc'd; drain: threads it moved */
+    size_t nr_pins;
 };
 
 void nt_job_free(struct nt_job *j);         /* frees the arrays and j itself; NULL ok */
@@ -121,8 +140,8 @@ struct nt_job *nt_job_dup(const struct nt_job *j);
 /* The ledger's SQLite handle, for the job functions (ledger-jobs.c). */
 struct sqlite3 *nt_ledger_db(struct nt_ledger *l);
 
-/* Journal a new job with its blocks and rebinds, in one transaction; sets
- * j->id. */
+/* Journal a new job with its blocks, rebinds and pins, in one
+ * transaction; sets j->id. */
 int nt_ledger_job_insert(struct nt_ledger *l, struct nt_job *j);
 /* The job row: state, phase, bytes, message, times, resumed. */
 int nt_ledger_job_update(struct nt_ledger *l, const struct nt_job *j);
@@ -130,6 +149,8 @@ int nt_ledger_job_update(struct nt_ledger *l, const struct nt_job *j);
 int nt_ledger_job_block_update(struct nt_ledger *l, const struct nt_job *j, size_t i);
 /* One rebind row (index i of j->rebinds), added if new: applied, restored. */
 int nt_ledger_job_rebind_update(struct nt_ledger *l, const struct nt_job *j, size_t i);
+/* One pin row (index i of j->pins), added if new. */
+int nt_ledger_job_pin_update(struct nt_ledger *l, const struct nt_job *j, size_t i);
 
 /* Load job id (-ENOENT if none). *out is malloc'd: nt_job_free. */
 int nt_ledger_job_load(struct nt_ledger *l, int64_t id, struct nt_job **out);
@@ -148,3 +169,23 @@ struct nt_job_rebind_ref {
 int nt_ledger_rebinds_open(struct nt_ledger *l, int node, struct nt_job_rebind_ref **out, size_t *n);
 /* Mark rebind seq of job_id restored. */
 int nt_ledger_rebind_mark_restored(struct nt_ledger *l, int64_t job_id, size_t seq);
+
+/* Nodes drained and not yet back in service: for each node, the newest
+ * drain job of it that succeeded, when no `online node N` job succeeded
+ * after it (ids are in journal order). Sorted by node. *out malloc'd. */
+struct nt_drain_ref {
+    int node;
+    int64_t job_id;
+};
+int nt_ledger_drains_open(struct nt_ledger *l, struct nt_drain_ref **out, size_t *n);
+
+/* Pins of finished drain jobs of node (any outcome: what a failed drain
+ * pinned is pinned all the same) not yet restored. *out malloc'd. */
+struct nt_job_pin_ref {
+    int64_t job_id;
+    size_t seq;                 /* index in that job's pins */
+    struct nt_job_pin pin;
+};
+int nt_ledger_pins_open(struct nt_ledger *l, int node, struct nt_job_pin_ref **out, size_t *n);
+/* Mark pin seq of job_id restored. */
+int nt_ledger_pin_mark_restored(struct nt_ledger *l, int64_t job_id, size_t seq);

@@ -31,7 +31,7 @@
 struct json_object;
 struct nt_ledger;
 
-#define NT_LEDGER_SCHEMA_VERSION 3
+#define NT_LEDGER_SCHEMA_VERSION 4
 #define NT_LEDGER_APPLICATION_ID 0x4e544c47     /* "NTLG", in the file header */
 #define NT_LEDGER_TEXT_MAX 128                  /* frame text fields, truncated */
 

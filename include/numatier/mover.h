@@ -156,6 +156,14 @@ int nt_mover_move_threads(struct nt_mover *m, const struct nt_procs *procs, cons
  * recorded, -ESRCH if pid is now another process (the record is dropped). */
 int nt_mover_restore(struct nt_mover *m, pid_t pid);
 void nt_mover_restore_all(struct nt_mover *m);     /* at shutdown */
+/* After a restart: take back the record of an affinity an earlier run set
+ * (ours on every thread of pid, whose start time is start_time; orig the
+ * process's mask before), so nt_mover_restore and
+ * nt_mover_affinity_is_ours work as if this run had set it. A record this
+ * run made for the same instance is kept. Returns 0, -ESRCH if pid is gone
+ * or another process now, -ENOMEM. */
+int nt_mover_adopt(struct nt_mover *m, pid_t pid, uint64_t start_time, const cpu_set_t *ours,
+                   const cpu_set_t *orig);
 /* Is current the mask numatierd set on pid (so not the user's choice)? */
 bool nt_mover_affinity_is_ours(const struct nt_mover *m, pid_t pid, const cpu_set_t *current);
 /* The process left the watched set: drop its retries and affinity record
@@ -164,6 +172,8 @@ void nt_mover_forget(struct nt_mover *m, uint32_t proc_id);
 
 /* "0-3,8" -> set. Returns the count of CPUs or negative errno (-EINVAL). */
 int nt_cpuset_parse(const char *cpulist, cpu_set_t *out);
+/* set -> "0-3,8" ("" for none); truncated to fit len. */
+void nt_cpuset_format(const cpu_set_t *set, char *buf, size_t len);
 
 void nt_mover_get_stats(const struct nt_mover *m, struct nt_mover_stats *out);
 /* {"pages":{"requested","moved","already","fallback","deferred"},

@@ -34,6 +34,8 @@
  *      block changes state; in addition the node's CPUs must be emptied:
  *      cpu_node is the nearest other node with CPUs (refused with
  *      no-cpu-destination if there is none).
+ *   A node under maintenance (another drain or offline has it) is neither
+ *   a destination for memory (rule 2) nor the cpu_node (rule 5).
  *   6. Online (NT_OFFLINE_OP_ONLINE): targets that are offline are onlined
  *      (movable when their valid_zones includes Movable, else the kernel's
  *      default); online ones are skipped; no capacity or binding checks.
@@ -101,6 +103,7 @@ struct nt_offline_node {
     unsigned nr_cpus;
     bool online;                /* has memory and is usable as a destination */
     bool slow;                  /* slow tier (CPU-less CXL/PMEM) */
+    bool maintenance;           /* drained or being offlined: receives no memory and no threads */
     uint64_t free_bytes, total_bytes, low_watermark_bytes;
 };
 

@@ -26,6 +26,10 @@
  *   6. Pages go into a node only if free - H >= low watermark. t is tried
  *      first, then other fast nodes by distance from t: pages then move
  *      only from nodes farther from t, and the gain is what that saves.
+ *   7. A node under maintenance (being offlined, or drained) receives
+ *      nothing: threads may not move to it, pages may not go to it (t
+ *      included: the fallback nodes of rule 6 are tried instead). Moving
+ *      pages or threads off it is allowed.
  *
  * The caller owns struct nt_place_memory (zeroed for a new process) and
  * reports moves it actually made with nt_place_record_move, so a deferred
@@ -49,6 +53,7 @@ struct nt_place_node {
     double idle_cpus;                /* from CPU load; fractional */
     uint64_t free_pages, total_pages, low_watermark_pages;
     bool slow;                       /* a slow tier (CXL, PMEM): no hot pages sent here */
+    bool maintenance;                /* offlined or drained: receives neither threads nor pages */
 };
 
 struct nt_place_proc {
@@ -108,11 +113,12 @@ enum nt_place_reason {
     NT_PLACE_PAGES_CHEAPER,      /* both allowed, pages cost less */
     NT_PLACE_THREADS_ONLY,       /* pages pinned or no room: threads */
     NT_PLACE_PAGES_ONLY,         /* threads pinned, m CPU-less, or m == t: pages */
+    NT_PLACE_MAINTENANCE,        /* neither allowed, and a node under maintenance blocked one */
 };
 
 /* "no-samples", "local-enough", "gain-below-cost", "pinned", "no-room",
  * "settling", "cooldown", "hysteresis", "threads-cheaper", "pages-cheaper",
- * "threads-only", "pages-only". */
+ * "threads-only", "pages-only", "maintenance". */
 const char *nt_place_reason_to_string(enum nt_place_reason r);
 
 /* Across cycles, per process; owned by the caller, zero for a new one. */
@@ -182,7 +188,8 @@ struct nt_place_balance {
  * capped at 1/2. No node overloaded: no move, however uneven. Never
  * moves more than the excess, so repeated application converges without
  * overshoot; it stops once the excess is below 1 / damping. CPU-less nodes
- * take no part. Returns true when a move is proposed. */
+ * take no part; a node under maintenance is never the destination.
+ * Returns true when a move is proposed. */
 bool nt_place_balance(const struct nt_place_node *nodes, unsigned nr_nodes,
                       const unsigned *distance, const unsigned *runnable, double damping,
                       struct nt_place_balance *out);
@@ -211,7 +218,8 @@ struct nt_place_schedule_stats {
  *    simulated as steps apply: pages leaving a node make room there, so
  *    two full nodes exchanging pages alternate in chunks that fit);
  *  - moves that save more per page go first (with a budget, the best use
- *    of each page moved).
+ *    of each page moved);
+ *  - nothing goes into a node under maintenance (such moves are deferred).
  * What does not fit is counted in stats as deferred. nodes gives free pages
  * and watermarks (ids as in the moves; moves naming unknown nodes are
  * deferred). Returns the number of steps, or -ENOMEM. */

@@ -4,11 +4,14 @@
  * the cycle's actions for `plan`, and the costs it decided with. */
 #pragma once
 
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct json_object;
 struct nt_config;
+struct nt_nodeset;
 struct nt_topology;
 struct nt_watch;
 struct nt_placer;
@@ -20,9 +23,11 @@ void nt_placer_free(struct nt_placer *p);
 static inline void nt_placer_freep(struct nt_placer **p) { nt_placer_free(*p); }
 void nt_placer_reconfigure(struct nt_placer *p, const struct nt_config *cfg);
 
-/* Decide for every watched process; act unless cfg->mode is advise. */
+/* Decide for every watched process; act unless cfg->mode is advise.
+ * Nodes in maintenance (offline jobs, drains; may be NULL) receive
+ * neither threads nor pages, from placement or from tiering. */
 int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_config *cfg,
-                    const struct nt_topology *topo, uint64_t now_usec);
+                    const struct nt_topology *topo, const struct nt_nodeset *maintenance, uint64_t now_usec);
 
 /* {"costs":{...},"counters":{...},"mover":{...}} for status. */
 struct json_object *nt_placer_status_json(const struct nt_placer *p);
@@ -34,3 +39,5 @@ struct json_object *nt_placer_explain_json(const struct nt_placer *p, const stru
 struct json_object *nt_placer_plan_json(const struct nt_placer *p);
 /* Put pid's original affinity back; returns threads restored or -errno. */
 int nt_placer_restore(struct nt_placer *p, pid_t pid);
+/* Is mask on pid the affinity placement set (not the user's)? */
+bool nt_placer_affinity_is_ours(const struct nt_placer *p, pid_t pid, const cpu_set_t *mask);

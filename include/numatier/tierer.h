@@ -9,6 +9,7 @@
 struct json_object;
 struct nt_config;
 struct nt_mover;
+struct nt_nodeset;
 struct nt_topology;
 struct nt_watch;
 struct nt_tierer;
@@ -19,9 +20,11 @@ static inline void nt_tierer_freep(struct nt_tierer **t) { nt_tierer_free(*t); }
 
 /* One cycle; moves only when cfg->mode is enforce. Processes with an
  * explicit memory binding are skipped unless [placement] move_bound_pages:
- * pinned(proc_id) says which. */
+ * pinned(proc_id) says which. No page goes to a node in maintenance (may
+ * be NULL). */
 int nt_tierer_cycle(struct nt_tierer *t, struct nt_mover *mover, struct nt_watch *w,
-                    const struct nt_config *cfg, const struct nt_topology *topo, uint64_t now_usec,
+                    const struct nt_config *cfg, const struct nt_topology *topo,
+                    const struct nt_nodeset *maintenance, uint64_t now_usec,
                     bool (*pinned)(uint32_t proc_id, void *ud), void *ud);
 
 /* {"enabled","cycles","promoted","demoted","move_failures","tracked_pages",

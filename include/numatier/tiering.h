@@ -18,6 +18,9 @@
  *      watermark. At most max_demote pages per cycle.
  *   3. Cooldown. A page that was moved either way is not moved again
  *      within cooldown_usec, so it cannot ping-pong.
+ *   4. Maintenance. A node under maintenance (being offlined, or drained)
+ *      has no room: no page is promoted or demoted into it. Its own pages
+ *      may still leave it.
  *
  * The history each rule needs lives in a struct nt_tier_page_state that the
  * caller keeps per page, keyed by (proc_id, vaddr), and hands in with the
@@ -47,6 +50,7 @@ struct nt_tier_node {
     unsigned nr_cpus;             /* 0: never a promotion target */
     uint64_t free_pages, total_pages;
     uint64_t low_watermark_pages, high_watermark_pages;
+    bool maintenance;             /* offlined or drained: never a target */
 };
 
 enum nt_tier_move_kind {

@@ -556,7 +556,7 @@ static void test_refresh_nodes(void **state)
 }
 
 /* After a move every node of the process is unknown and asked anew; other
- * processes keep theirs. */
+ * processes keep theirs (unless all are invalidated). */
 static void test_invalidate_nodes(void **state)
 {
     (void)state;
@@ -580,6 +580,16 @@ static void test_invalidate_nodes(void **state)
     assert_int_equal(f.calls[0].pid, 1001);
     nt_aggregate_invalidate_nodes(a, 99);                 /* unknown: nothing happens */
     nt_aggregate_invalidate_nodes(NULL, 1);
+
+    /* an offline job moved anyone's pages: every node is asked anew */
+    nt_aggregate_invalidate_all_nodes(a);
+    nt_aggregate_invalidate_all_nodes(NULL);
+    _cleanup_snap_ struct nt_heat_snapshot *s2 = snap(a, T0, 16, NULL, NULL);
+    assert_int_equal(proc_of(s2, 1)->unknown_node_pages, 10);
+    assert_int_equal(proc_of(s2, 2)->unknown_node_pages, 10);
+    f = (struct fake){ 0 };
+    assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &f), 20);
+    assert_int_equal(f.nr_calls, 2);
 }
 
 /* ---- snapshot ------------------------------------------------------------------------ */

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -28,7 +30,9 @@
 #include "numatier/hotplug.h"
 #include "numatier/ledger-jobs.h"
 #include "numatier/ledger.h"
+#include "numatier/mover.h"
 #include "numatier/topology.h"
+#include "numatier/units.h"
 #include "numatier/util.h"
 
 #define MS          UINT64_C(1000)
@@ -445,10 +449,9 @@ static void test_online_job(void **state)
 
 /* A drain changes no block; with nothing on the node to move it just
  * succeeds (the VM scenario moves real threads and pages). */
-static void test_drain_changes_no_block(void **state)
+/* Start a drain of node 2, its threads to node 0; returns the job id. */
+static int64_t start_drain(struct env *e)
 {
-    struct env *e = *state;
-    open_hotplug(e, &e->sysfs);
     struct nt_hotplug_request req = { .op = NT_OFFLINE_OP_DRAIN, .kind = NT_TARGET_NODE, .node = 2 };
     struct nt_offline_plan plan;
     make_plan(&(struct plan_spec){ NT_OFFLINE_OP_DRAIN, { 35, 34 }, 2, 0 }, &plan);
@@ -456,6 +459,14 @@ static void test_drain_changes_no_block(void **state)
     int64_t id = 0;
     assert_int_equal(nt_hotplug_start(e->h, &plan, &req, NULL, 0, &id), 0);
     nt_offline_plan_free(&plan);
+    return id;
+}
+
+static void test_drain_changes_no_block(void **state)
+{
+    struct env *e = *state;
+    open_hotplug(e, &e->sysfs);
+    int64_t id = start_drain(e);
     run_jobs(e, 5 * SEC);
     assert_int_equal(e->fake.nlog, 0);
     _cleanup_(nt_job_freep) struct nt_job *j = journaled(e, id);
@@ -867,6 +878,7 @@ static void test_gather_iomem_holes(void **state)
     struct nt_hotplug_reply reply;
     assert_int_equal(nt_hotplug_submit(e->h, &req, &reply), -EPERM);
     assert_string_equal(reply.code, "infeasible");
+    json_object_put(reply.result);
     assert_string_equal(reply.message, "cannot offline blocks 14-15: block 15 is not entirely System RAM "
                                        "(reserved 0x7ffe0000-0x7fffffff inside): the kernel cannot offline it.");
     assert_null(nt_hotplug_current(e->h));
@@ -960,7 +972,11 @@ static void test_submit_refusal_and_dry_run(void **state)
     assert_int_equal(r, -EPERM);
     assert_string_equal(reply.code, "bound-processes");
     assert_non_null(strstr(reply.message, "pinned"));
-    assert_null(reply.result);
+    /* the refused plan comes with the error, explaining each block */
+    struct json_object *refused = json_object_object_get(reply.result, "plan");
+    assert_string_equal(json_object_get_string(json_object_object_get(refused, "refusal")), "bound-processes");
+    assert_true(json_object_array_length(json_object_object_get(refused, "steps")) > 0);
+    json_object_put(reply.result);
     assert_null(nt_hotplug_current(e->h));
     assert_int_equal(e->fake.nlog, 0);
 
@@ -968,6 +984,7 @@ static void test_submit_refusal_and_dry_run(void **state)
                                        .last_block = 0, .rollback = true };
     assert_int_equal(nt_hotplug_submit(e->h, &req, &reply), -EPERM);
     assert_string_equal(reply.code, "infeasible");
+    json_object_put(reply.result);
 
     req = (struct nt_hotplug_request){ .op = NT_OFFLINE_OP_OFFLINE, .kind = NT_TARGET_BLOCKS, .first_block = 9,
                                        .last_block = 9, .rollback = true, .dry_run = true };
@@ -987,6 +1004,240 @@ static void test_submit_refusal_and_dry_run(void **state)
     assert_true(json_object_object_get_ex(reply.result, "job", &v));
     assert_null(v);
     json_object_put(reply.result);
+}
+
+/* ---- maintenance ------------------------------------------------------------------------------- */
+
+static bool in_maintenance(struct env *e, int node)
+{
+    struct nt_nodeset set;
+    nt_hotplug_maintenance_nodes(e->h, &set);
+    return nt_nodeset_test(&set, node);
+}
+
+/* status's "maintenance" entry of node: its why and job, or why NULL. */
+static const char *maintenance_why(struct env *e, int node, int64_t *job)
+{
+    static char why[32];
+    struct json_object *arr = nt_hotplug_maintenance_json(e->h);
+    const char *found = NULL;
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *m = json_object_array_get_idx(arr, i);
+        if (json_object_get_int(json_object_object_get(m, "node")) != node)
+            continue;
+        snprintf(why, sizeof(why), "%s", json_object_get_string(json_object_object_get(m, "why")));
+        *job = json_object_get_int64(json_object_object_get(m, "job"));
+        found = why;
+    }
+    json_object_put(arr);
+    return found;
+}
+
+/* While an offline of blocks of node 2 runs, node 2 is under maintenance
+ * (and only it); once the job is over it is not: offlined memory is gone,
+ * not maintained. */
+static void test_maintenance_while_offlining(void **state)
+{
+    struct env *e = *state;
+    open_hotplug(e, &e->sysfs);
+    assert_false(in_maintenance(e, 2));
+    int64_t id = start(e, &(struct plan_spec){ NT_OFFLINE_OP_OFFLINE, { 35, 34 }, 2, 0 }, NULL);
+    int64_t job = 0;
+    assert_true(in_maintenance(e, 2));
+    assert_false(in_maintenance(e, 0));
+    assert_false(in_maintenance(e, 1));
+    assert_string_equal(maintenance_why(e, 2, &job), "offline");
+    assert_int_equal(job, id);
+    run_jobs(e, 5 * SEC);
+    assert_false(in_maintenance(e, 2));
+    assert_null(maintenance_why(e, 2, &job));
+}
+
+/* A drain puts its node under maintenance while it runs and after it
+ * succeeded; a restarted daemon still knows (the journal says so); `online
+ * node 2` with every block online ends it, as a job of its own. */
+static void test_drain_keeps_node_in_maintenance(void **state)
+{
+    struct env *e = *state;
+    open_hotplug(e, &e->sysfs);
+    int64_t id = start_drain(e), job = 0;
+    assert_true(in_maintenance(e, 2));
+    assert_string_equal(maintenance_why(e, 2, &job), "drain");
+    run_jobs(e, 5 * SEC);
+    assert_true(in_maintenance(e, 2));
+    assert_string_equal(maintenance_why(e, 2, &job), "drained");
+    assert_int_equal(job, id);
+
+    open_hotplug(e, &e->sysfs);                         /* a restart */
+    assert_true(in_maintenance(e, 2));
+    assert_string_equal(maintenance_why(e, 2, &job), "drained");
+    assert_int_equal(job, id);
+
+    /* every block of node 2 online: once nothing to do, now the end of the drain */
+    assert_int_equal(nt_write_file(e->root, "/sys/devices/system/memory/memory36/state", "online"), 0);
+    snprintf(e->fake.state[36], sizeof(e->fake.state[36]), "online");
+    struct nt_hotplug_request on = { .op = NT_OFFLINE_OP_ONLINE, .kind = NT_TARGET_NODE, .node = 2,
+                                     .rollback = true, .dry_run = true };
+    struct nt_hotplug_reply reply;
+    assert_int_equal(nt_hotplug_submit(e->h, &on, &reply), 0);
+    struct json_object *v = json_object_object_get(json_object_object_get(reply.result, "plan"), "message");
+    assert_non_null(strstr(json_object_get_string(v), "ends the drain of node 2"));
+    json_object_put(reply.result);
+    assert_null(nt_hotplug_current(e->h));              /* a dry run starts nothing */
+
+    on.dry_run = false;
+    assert_int_equal(nt_hotplug_submit(e->h, &on, &reply), 0);
+    v = json_object_object_get(reply.result, "job");
+    assert_non_null(v);
+    int64_t online_id = json_object_get_int64(json_object_object_get(v, "id"));
+    json_object_put(reply.result);
+    run_jobs(e, 5 * SEC);
+    assert_false(in_maintenance(e, 2));
+    assert_int_equal(e->fake.nlog, 0);                  /* no block written */
+    _cleanup_(nt_job_freep) struct nt_job *j = journaled(e, online_id);
+    assert_int_equal(j->state, NT_JOB_SUCCEEDED);
+    assert_non_null(strstr(j->message, "drain of node 2 ended: 0 thread(s) restored"));
+
+    open_hotplug(e, &e->sysfs);                         /* the journal agrees */
+    assert_false(in_maintenance(e, 2));
+    assert_int_equal(nt_hotplug_submit(e->h, &on, &reply), 0);     /* nothing to do again */
+    assert_null(json_object_object_get(reply.result, "job"));
+    json_object_put(reply.result);
+}
+
+/* The nodes still drained come from the journal alone: a v3 ledger's jobs
+ * (tests/fixtures/ledger/v3.sql) leave nodes 1 (job 3) and 2 (job 8). */
+static void test_maintenance_from_journal(void **state)
+{
+    struct env *e = *state;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/../ledger/v3.sql", fixture_dir());
+    _cleanup_free_ char *sql = NULL;
+    assert_int_equal(nt_read_file("/", path, &sql), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(e->ledger, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    open_hotplug(e, &e->sysfs);
+    struct nt_nodeset set;
+    nt_hotplug_maintenance_nodes(e->h, &set);
+    char list[64];
+    nt_format_nodelist(&set, list, sizeof(list));
+    assert_string_equal(list, "1-2");
+    int64_t job = 0;
+    assert_string_equal(maintenance_why(e, 1, &job), "drained");
+    assert_int_equal(job, 3);
+    assert_string_equal(maintenance_why(e, 2, &job), "drained");
+    assert_int_equal(job, 8);
+}
+
+/* The fake sched_setaffinity: who got which mask. */
+struct aff_log {
+    pid_t tid[8];
+    cpu_set_t mask[8];
+    size_t n;
+};
+
+static int fake_setaffinity(pid_t tid, const cpu_set_t *mask, void *ud)
+{
+    struct aff_log *l = ud;
+    assert_true(l->n < 8);
+    l->tid[l->n] = tid;
+    l->mask[l->n++] = *mask;
+    return 0;
+}
+
+static uint64_t start_time_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *s = NULL;
+    assert_int_equal(nt_read_file("/", path, &s), 0);
+    char *p = strrchr(s, ')');
+    assert_non_null(p);
+    unsigned long long v = 0;
+    /* field k follows the (k - 2)th blank after the comm's ')' */
+    for (int field = 3; p && field <= 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (p && field == 22)
+            v = strtoull(p + 1, NULL, 10);
+    }
+    return v;
+}
+
+/* `online node 2` after a drain that pinned two processes (journaled, as a
+ * daemon before a restart left them): the one still there from this boot
+ * gets its affinity from before back; the one from another boot is
+ * counted gone. Both pins are marked restored; the drain has ended. */
+static void test_online_restores_what_a_drain_pinned(void **state)
+{
+    struct env *e = *state;
+    char cmd[2 * PATH_MAX + 96];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/proc/sys/kernel/random' && echo this-boot > '%s/proc/sys/kernel/random/"
+             "boot_id'", e->root, e->root);
+    assert_int_equal(system(cmd), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        for (;;)
+            pause();
+    }
+    cpu_set_t cur;
+    assert_int_equal(sched_getaffinity(child, sizeof(cur), &cur), 0);
+    struct nt_job_pin pins[2] = {
+        { .pid = child, .start_time = start_time_of(child), .boot_id = "this-boot", .comm = "sleeper",
+          .cpus_before = "0", .threads = 1 },
+        { .pid = getpid(), .start_time = start_time_of(getpid()), .boot_id = "old-boot", .comm = "gone",
+          .cpus_before = "0", .cpus_set = "0", .threads = 1 },
+    };
+    nt_cpuset_format(&cur, pins[0].cpus_set, sizeof(pins[0].cpus_set));   /* as the drain left it */
+    struct nt_job drain = { .op = NT_OFFLINE_OP_DRAIN, .target = "node 2", .target_node = 2,
+                            .state = NT_JOB_SUCCEEDED, .phase = NT_JOB_DONE, .cpu_node = 0,
+                            .timeout_usec = 60 * SEC, .started_usec = 1, .finished_usec = 2,
+                            .pins = pins, .nr_pins = 2 };
+    struct nt_ledger *l = NULL;
+    char why[256];
+    assert_int_equal(nt_ledger_open(e->ledger, NULL, &l, why, sizeof(why)), 0);
+    assert_int_equal(nt_ledger_job_insert(l, &drain), 0);
+    nt_ledger_close(l);
+
+    struct aff_log log = { 0 };
+    struct nt_mover_params mp;
+    nt_mover_params_init(&mp);
+    mp.setaffinity = fake_setaffinity;
+    mp.userdata = &log;
+    struct nt_hotplug_options o = { .event = e->event, .root = e->root, .ledger_path = e->ledger,
+                                    .sysfs = &e->sysfs, .mover = &mp };
+    nt_hotplug_free(e->h);
+    assert_int_equal(nt_hotplug_new(&o, &e->p, &e->h), 0);
+    assert_true(in_maintenance(e, 2));
+
+    struct nt_hotplug_request on = { .op = NT_OFFLINE_OP_ONLINE, .kind = NT_TARGET_NODE, .node = 2,
+                                     .rollback = true };
+    struct nt_hotplug_reply reply;
+    assert_int_equal(nt_hotplug_submit(e->h, &on, &reply), 0);     /* block 36 to online, and the drain */
+    json_object_put(reply.result);
+    run_jobs(e, 5 * SEC);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+
+    assert_int_equal(log.n, 1);
+    assert_int_equal(log.tid[0], child);
+    assert_int_equal(CPU_COUNT(&log.mask[0]), 1);
+    assert_true(CPU_ISSET(0, &log.mask[0]));
+    assert_false(in_maintenance(e, 2));
+    _cleanup_(nt_job_freep) struct nt_job *old = journaled(e, drain.id);
+    assert_true(old->pins[0].restored);
+    assert_true(old->pins[1].restored);
+    _cleanup_(nt_job_freep) struct nt_job *j = journaled(e, drain.id + 1);
+    assert_int_equal(j->op, NT_OFFLINE_OP_ONLINE);
+    assert_int_equal(j->state, NT_JOB_SUCCEEDED);
+    char want[96];
+    snprintf(want, sizeof(want), "drain of node 2 ended: 1 thread(s) restored to their CPU affinity from before "
+             "(drain job %lld)", (long long)drain.id);
+    assert_non_null(strstr(j->message, want));
+    assert_non_null(strstr(j->message, "1 pinned process(es) gone"));
+    assert_non_null(strstr(j->message, "onlined 1 block(s) of node 2"));
 }
 
 int main(void)
@@ -1015,6 +1266,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gather_iomem_holes, setup, teardown),
         cmocka_unit_test(test_parse_requests),
         cmocka_unit_test_setup_teardown(test_submit_refusal_and_dry_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maintenance_while_offlining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_keeps_node_in_maintenance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maintenance_from_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_online_restores_what_a_drain_pinned, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

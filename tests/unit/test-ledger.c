@@ -201,6 +201,19 @@ static char *schema_of(const char *path)
     return out;
 }
 
+/* The ledger at e->path (closed) has exactly a fresh database's schema. */
+static void assert_schema_is_fresh(struct env *e)
+{
+    char fresh[PATH_MAX + 8];
+    snprintf(fresh, sizeof(fresh), "%s/fresh.db", e->dir);
+    struct nt_ledger *f = NULL;
+    char why[256];
+    assert_int_equal(nt_ledger_open(fresh, NULL, &f, why, sizeof(why)), 0);
+    nt_ledger_close(f);
+    _cleanup_free_ char *s1 = schema_of(e->path), *s2 = schema_of(fresh);
+    assert_string_equal(s1, s2);
+}
+
 static void load_sql(const char *db_path, const char *sql_path)
 {
     size_t len;
@@ -250,14 +263,7 @@ static void test_migrate_from_v1(void **state)
     close_ledger(e);
 
     /* migrating gives exactly a fresh database's schema */
-    char fresh[PATH_MAX + 8];
-    snprintf(fresh, sizeof(fresh), "%s/fresh.db", e->dir);
-    struct nt_ledger *f = NULL;
-    char why[256];
-    assert_int_equal(nt_ledger_open(fresh, NULL, &f, why, sizeof(why)), 0);
-    nt_ledger_close(f);
-    _cleanup_free_ char *s1 = schema_of(e->path), *s2 = schema_of(fresh);
-    assert_string_equal(s1, s2);
+    assert_schema_is_fresh(e);
 }
 
 static void test_refuse_newer_schema(void **state)
@@ -1060,14 +1066,14 @@ static void test_check_caps_reports(void **state)
 
 /* ---- schema v3: offline jobs ------------------------------------------- */
 
-/* A v2 ledger (events, frames, actions, one intent pending) migrates to v3:
+/* A v2 ledger (events, frames, actions, one intent pending) migrates up:
  * every row survives, the job tables work, and the schema is a fresh one's. */
 static void test_migrate_from_v2(void **state)
 {
     struct env *e = *state;
     load_sql(e->path, fixture("v2.sql"));
     open_ok(e);
-    assert_int_equal(nt_ledger_schema_version(e->l), 3);
+    assert_int_equal(nt_ledger_schema_version(e->l), NT_LEDGER_SCHEMA_VERSION);
     struct nt_ledger_stats st = stats(e->l);
     assert_int_equal(st.events, 3);
     assert_int_equal(st.frames[NT_FRAME_OFFLINED], 1);
@@ -1097,14 +1103,89 @@ static void test_migrate_from_v2(void **state)
     nt_job_free(back);
     close_ledger(e);
 
-    char fresh[PATH_MAX + 8];
-    snprintf(fresh, sizeof(fresh), "%s/fresh.db", e->dir);
-    struct nt_ledger *f = NULL;
-    char why[256];
-    assert_int_equal(nt_ledger_open(fresh, NULL, &f, why, sizeof(why)), 0);
-    nt_ledger_close(f);
-    _cleanup_free_ char *s1 = schema_of(e->path), *s2 = schema_of(fresh);
-    assert_string_equal(s1, s2);
+    assert_schema_is_fresh(e);
+}
+
+/* ---- schema v4: the threads a drain pinned -------------------------------- */
+
+/* A v3 ledger with a history of jobs migrates to v4: the jobs survive, a
+ * drain's pins are journaled and read back, the schema is a fresh one's,
+ * and the nodes still drained come out of the jobs alone. */
+static void test_migrate_from_v3(void **state)
+{
+    struct env *e = *state;
+    load_sql(e->path, fixture("v3.sql"));
+    open_ok(e);
+    assert_int_equal(nt_ledger_schema_version(e->l), 4);
+    assert_int_equal(stats(e->l).events, 3);
+    struct nt_job *old = NULL;
+    assert_int_equal(nt_ledger_job_load(e->l, 6, &old), 0);
+    assert_int_equal(old->op, NT_OFFLINE_OP_ONLINE);
+    assert_int_equal(old->state, NT_JOB_ROLLED_BACK);
+    assert_int_equal(old->nr_blocks, 1);
+    assert_int_equal(old->nr_pins, 0);
+    nt_job_free(old);
+
+    struct nt_drain_ref *d = NULL;
+    size_t n = 0;
+    assert_int_equal(nt_ledger_drains_open(e->l, &d, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(d[0].node, 1);
+    assert_int_equal(d[0].job_id, 3);
+    assert_int_equal(d[1].node, 2);
+    assert_int_equal(d[1].job_id, 8);
+    free(d);
+
+    /* a new drain of node 3 with a pin; then `online node 1` ends node 1's */
+    struct nt_job_pin pins[] = { { .pid = 4242, .start_time = 777, .boot_id = "b00t", .comm = "memhog",
+                                   .cpus_before = "0-1", .cpus_set = "0", .threads = 3 } };
+    struct nt_job drain = { .op = NT_OFFLINE_OP_DRAIN, .target = "node 3", .target_node = 3,
+                            .state = NT_JOB_RUNNING, .phase = NT_JOB_DRAINING, .cpu_node = 0,
+                            .timeout_usec = 60 * SEC, .started_usec = T0 + DAY, .pins = pins, .nr_pins = 1 };
+    assert_int_equal(nt_ledger_job_insert(e->l, &drain), 0);
+    struct nt_job_pin_ref *refs = NULL;
+    assert_int_equal(nt_ledger_pins_open(e->l, 3, &refs, &n), 0);
+    assert_int_equal(n, 0);                             /* running: not yet for online to undo */
+    free(refs);
+    drain.state = NT_JOB_SUCCEEDED;
+    drain.phase = NT_JOB_DONE;
+    assert_int_equal(nt_ledger_job_update(e->l, &drain), 0);
+    assert_int_equal(nt_ledger_pins_open(e->l, 3, &refs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(refs[0].job_id, drain.id);
+    assert_int_equal(refs[0].seq, 0);
+    assert_int_equal(refs[0].pin.pid, 4242);
+    assert_int_equal(refs[0].pin.start_time, 777);
+    assert_string_equal(refs[0].pin.boot_id, "b00t");
+    assert_string_equal(refs[0].pin.comm, "memhog");
+    assert_string_equal(refs[0].pin.cpus_before, "0-1");
+    assert_string_equal(refs[0].pin.cpus_set, "0");
+    assert_int_equal(refs[0].pin.threads, 3);
+    assert_false(refs[0].pin.restored);
+    free(refs);
+    assert_int_equal(nt_ledger_pin_mark_restored(e->l, drain.id, 0), 0);
+    assert_int_equal(nt_ledger_pins_open(e->l, 3, &refs, &n), 0);
+    assert_int_equal(n, 0);
+    free(refs);
+    struct nt_job *back = NULL;
+    assert_int_equal(nt_ledger_job_load(e->l, drain.id, &back), 0);
+    assert_int_equal(back->nr_pins, 1);
+    assert_true(back->pins[0].restored);
+    nt_job_free(back);
+
+    struct nt_job online = { .op = NT_OFFLINE_OP_ONLINE, .target = "node 1", .target_node = 1,
+                             .state = NT_JOB_SUCCEEDED, .phase = NT_JOB_DONE, .cpu_node = -1,
+                             .timeout_usec = 60 * SEC, .started_usec = T0 + DAY };
+    assert_int_equal(nt_ledger_job_insert(e->l, &online), 0);
+    assert_int_equal(nt_ledger_drains_open(e->l, &d, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(d[0].node, 2);
+    assert_int_equal(d[1].node, 3);
+    assert_int_equal(d[1].job_id, drain.id);
+    free(d);
+    close_ledger(e);
+
+    assert_schema_is_fresh(e);
 }
 
 int main(void)
@@ -1137,6 +1218,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_caps_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -877,6 +877,47 @@ static void test_restore_respects_user(void **state)
     assert_int_equal(nt_mover_restore(e->mover, e->proc->key.pid), -ESRCH);
 }
 
+/* After a restart the mover knows nothing of what an earlier run pinned:
+ * nt_mover_adopt takes the record back (pid, start time, the mask set, the
+ * mask before), so it counts as ours and restore puts it back. */
+static void test_adopt_after_restart(void **state)
+{
+    struct env *e = *state;
+    int a, b;
+    if (!two_cpus(&a, &b))
+        skip();
+    cpu_set_t orig, target;
+    assert_int_equal(sched_getaffinity(e->kid.pid, sizeof(orig), &orig), 0);
+    CPU_ZERO(&target);
+    CPU_SET(b, &target);
+    assert_int_equal(nt_mover_move_threads(e->mover, e->procs, e->proc, &target), 3);
+
+    struct nt_mover *fresh = NULL;                      /* the next run's mover */
+    assert_int_equal(nt_mover_new(NULL, &fresh), 0);
+    assert_false(nt_mover_affinity_is_ours(fresh, e->kid.pid, &target));
+    assert_int_equal(nt_mover_restore(fresh, e->kid.pid), -ENOENT);
+    assert_int_equal(nt_mover_adopt(fresh, e->kid.pid, e->proc->key.start_time + 1, &target, &orig), -ESRCH);
+    assert_int_equal(nt_mover_adopt(fresh, e->kid.pid, e->proc->key.start_time, &target, &orig), 0);
+    assert_true(nt_mover_affinity_is_ours(fresh, e->kid.pid, &target));
+    assert_int_equal(nt_mover_restore(fresh, e->kid.pid), 3);
+    pid_t tids[16];
+    size_t n = all_tasks(e->kid.pid, tids, 16);
+    for (size_t i = 0; i < n; i++) {
+        cpu_set_t now;
+        assert_int_equal(sched_getaffinity(tids[i], sizeof(now), &now), 0);
+        assert_true(CPU_EQUAL(&now, &orig));
+    }
+    nt_mover_free(fresh);
+
+    /* the run that made a record keeps its own, per thread */
+    assert_int_equal(nt_mover_move_threads(e->mover, e->procs, e->proc, &target), 3);
+    assert_int_equal(nt_mover_adopt(e->mover, e->kid.pid, e->proc->key.start_time, &target, &target), 0);
+    assert_int_equal(nt_mover_restore(e->mover, e->kid.pid), 3);
+    cpu_set_t now;
+    assert_int_equal(sched_getaffinity(e->kid.pid, sizeof(now), &now), 0);
+    assert_true(CPU_EQUAL(&now, &orig));
+}
+
 static void test_cpuset_parse(void **state)
 {
     (void)state;
@@ -889,6 +930,13 @@ static void test_cpuset_parse(void **state)
     assert_int_equal(nt_cpuset_parse("x", &s), -EINVAL);
     assert_int_equal(nt_cpuset_parse("1,,2", &s), -EINVAL);
     assert_int_equal(nt_cpuset_parse("99999", &s), -EINVAL);
+    char text[32];
+    assert_int_equal(nt_cpuset_parse("0-3,8,10-11", &s), 7);
+    nt_cpuset_format(&s, text, sizeof(text));
+    assert_string_equal(text, "0-3,8,10-11");
+    CPU_ZERO(&s);
+    nt_cpuset_format(&s, text, sizeof(text));
+    assert_string_equal(text, "");
     assert_string_equal(nt_mover_err_to_string(NT_MOVER_EBUSY), "EBUSY");
     assert_string_equal(nt_mover_err_to_string(NT_MOVER_EOTHER), "other");
 }
@@ -922,6 +970,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_respects_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_mask, setup, teardown),
         cmocka_unit_test(test_cpuset_parse),
     };

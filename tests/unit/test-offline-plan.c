@@ -923,6 +923,61 @@ static void test_plan_free(void **state)
     nt_offline_plan_free(&w.plan);                  /* twice is harmless */
 }
 
+/* ---- nodes under maintenance ------------------------------------------------------- */
+
+/* Node 3 is drained: draining node 1 sends neither its threads nor its
+ * memory there, though node 3 is the nearest; with node 0 drained too the
+ * threads have nowhere to go. */
+static void test_maintenance_node_receives_nothing(void **state)
+{
+    (void)state;
+    struct world w;
+    world4(&w);
+    set_distance(&w, 1, 3, 15);
+    target_node(&w, NT_OFFLINE_OP_DRAIN, 1);
+    w.nodes[0].free_bytes = 900 * MIB;
+    w.nodes[3].free_bytes = 420 * MIB;
+    const struct nt_offline_plan *p = plan(&w);
+    assert_int_equal(p->cpu_node, 3);                   /* without maintenance: the nearest */
+    w.nodes[3].maintenance = true;
+    p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_OK);
+    assert_int_equal(p->cpu_node, 0);
+    assert_int_equal(p->nr_dests, 1);
+    assert_dest(p, 0, 0, 800);
+
+    w.nodes[0].maintenance = true;
+    p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_INSUFFICIENT_CAPACITY);     /* nowhere for the memory first */
+
+    /* offline of node 2's blocks: the drained nodes take none of it */
+    w.nodes[0].maintenance = false;
+    target_node(&w, NT_OFFLINE_OP_OFFLINE, 2);
+    w.nodes[2].maintenance = true;                      /* its own job: it is the target anyway */
+    p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_OK);
+    for (size_t i = 0; i < p->nr_dests; i++)
+        assert_int_not_equal(p->dests[i].node, 3);
+    done(&w);
+}
+
+static void test_maintenance_no_cpu_destination(void **state)
+{
+    (void)state;
+    struct world w;
+    world(&w);
+    w.nodes[0].maintenance = true;
+    w.nodes[0].free_bytes = 900 * MIB;
+    w.nodes[2].free_bytes = 900 * MIB;
+    target_node(&w, NT_OFFLINE_OP_DRAIN, 1);
+    w.req.allow_slow = true;
+    const struct nt_offline_plan *p = plan(&w);
+    assert_int_equal(p->refusal, NT_OFFLINE_NO_CPU_DESTINATION);
+    assert_string_equal(p->message, "cannot drain node 1: no other node has CPUs to run its threads "
+                                    "(nodes under maintenance take none).");
+    done(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -954,6 +1009,8 @@ int main(void)
         cmocka_unit_test(test_online),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_plan_free),
+        cmocka_unit_test(test_maintenance_node_receives_nothing),
+        cmocka_unit_test(test_maintenance_no_cpu_destination),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,7 +118,8 @@ static void test_strings(void **state)
     assert_string_equal(nt_place_reason_to_string(NT_PLACE_HYSTERESIS), "hysteresis");
     assert_string_equal(nt_place_reason_to_string(NT_PLACE_PAGES_ONLY), "pages-only");
     assert_string_equal(nt_place_reason_to_string((enum nt_place_reason)99), "unknown");
-    for (int r = NT_PLACE_NO_SAMPLES; r <= NT_PLACE_PAGES_ONLY; r++)
+    assert_string_equal(nt_place_reason_to_string(NT_PLACE_MAINTENANCE), "maintenance");
+    for (int r = NT_PLACE_NO_SAMPLES; r <= NT_PLACE_MAINTENANCE; r++)
         assert_string_not_equal(nt_place_reason_to_string((enum nt_place_reason)r), "unknown");
 }
 
@@ -352,20 +353,25 @@ static void test_no_room_moves_threads(void **state)
 /* Four sockets: threads pinned on a full node 0; hot pages on node 3 (far,
  * 30). Nodes 1 (12 away) and 2 (20 away) have room: the nearer wins, and
  * the gain is only what the shorter distance saves. */
+static void four_sockets_far_memory(struct world *w)
+{
+    world_init(w, 4);
+    set_distance(w, 0, 1, 12);
+    set_distance(w, 0, 2, 20);
+    set_distance(w, 0, 3, 30);
+    w->threads_on[0] = 8;
+    w->rate[0] = 1e5;
+    w->rate[3] = 2e6;
+    w->hot[3] = 50000;
+    w->proc.threads_pinned = true;
+    w->nodes[0].free_pages = 20000;
+}
+
 static void test_nearer_node_preferred(void **state)
 {
     (void)state;
     struct world w;
-    world_init(&w, 4);
-    set_distance(&w, 0, 1, 12);
-    set_distance(&w, 0, 2, 20);
-    set_distance(&w, 0, 3, 30);
-    w.threads_on[0] = 8;
-    w.rate[0] = 1e5;
-    w.rate[3] = 2e6;
-    w.hot[3] = 50000;
-    w.proc.threads_pinned = true;
-    w.nodes[0].free_pages = 20000;
+    four_sockets_far_memory(&w);
     const struct nt_place_decision *d = decide(&w);
     assert_int_equal(d->action, NT_PLACE_MOVE_PAGES);
     assert_int_equal(d->dest_node, 1);
@@ -798,6 +804,147 @@ static void test_schedule_edge_cases(void **state)
     assert_int_equal(st.pages_deferred, 100);
 }
 
+/* ---- rule 7: maintenance ---------------------------------------------------- */
+
+/* A decision sends nothing to node: not as its action, not as a candidate
+ * waiting on the guards, not as the page destination. */
+static void assert_never_to(const struct nt_place_decision *d, int node)
+{
+    if (d->action != NT_PLACE_NONE && d->dest_node == node)
+        fail_msg("%s to node %d: %s", nt_place_action_to_string(d->action), node, d->why);
+    if (d->candidate != NT_PLACE_NONE && d->candidate_node == node)
+        fail_msg("candidate %s to node %d: %s", nt_place_action_to_string(d->candidate), node, d->why);
+    if (d->page_dest_node == node)
+        fail_msg("pages would go to node %d: %s", node, d->why);
+}
+
+/* Scenario b with node 1 (the memory's node) drained: the threads may not
+ * follow the memory there, so the pages come to the threads instead. */
+static void test_maintenance_node_takes_no_threads(void **state)
+{
+    (void)state;
+    struct world w;
+    scenario_b(&w);
+    assert_int_equal(decide(&w)->dest_node, 1);         /* without maintenance: threads to node 1 */
+    w.nodes[1].maintenance = true;
+    const struct nt_place_decision *d = decide(&w);
+    assert_int_equal(d->action, NT_PLACE_MOVE_PAGES);
+    assert_int_equal(d->dest_node, 0);
+    assert_int_equal(d->reason, NT_PLACE_PAGES_ONLY);
+    assert_why_has(d, "node 1 is under maintenance: no threads go there");
+    assert_never_to(d, 1);
+
+    /* The pages bound there too: nothing moves, and maintenance is why. */
+    w.proc.pages_pinned = true;
+    d = decide(&w);
+    assert_int_equal(d->action, NT_PLACE_NONE);
+    assert_int_equal(d->reason, NT_PLACE_MAINTENANCE);
+    assert_never_to(d, 1);
+}
+
+/* Threads the user pinned to node 1 while node 1 is drained (a drain
+ * leaves a user's affinity alone), their memory moved to node 0 by the
+ * drain: the pages would follow the threads back to node 1; they may not. */
+static void test_maintenance_node_takes_no_pages(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, 2);
+    w.threads_on[1] = 8;
+    w.rate[0] = 2e6;
+    w.hot[0] = 50000;
+    w.proc.threads_pinned = true;
+    w.proc.threads_pinned_why = "CPU affinity 1";
+    assert_int_equal(decide(&w)->dest_node, 1);         /* without maintenance: pages to node 1 */
+    w.nodes[1].maintenance = true;
+    const struct nt_place_decision *d = decide(&w);
+    assert_int_equal(d->action, NT_PLACE_NONE);
+    assert_int_equal(d->reason, NT_PLACE_MAINTENANCE);
+    assert_why_has(d, "node 1 is under maintenance: no pages go there");
+    assert_why_has(d, "threads pinned by CPU affinity 1");
+    assert_int_equal(d->page_dest_node, -1);
+    assert_never_to(d, 1);
+    /* every cycle the same: no streak builds up toward node 1 */
+    for (int i = 0; i < 5; i++)
+        assert_never_to(decide(&w), 1);
+    assert_int_equal(w.mem.streak, 0);
+}
+
+/* test_nearer_node_preferred's four sockets: node 1 (nearest) is being
+ * offlined, so node 2 takes the pages; with node 2 under maintenance too,
+ * no node is left: nothing moves. */
+static void test_maintenance_fallback_skips_node(void **state)
+{
+    (void)state;
+    struct world w;
+    four_sockets_far_memory(&w);
+    assert_int_equal(decide(&w)->dest_node, 1);
+    w.nodes[1].maintenance = true;
+    const struct nt_place_decision *d = decide(&w);
+    assert_int_equal(d->action, NT_PLACE_MOVE_PAGES);
+    assert_int_equal(d->dest_node, 2);
+    w.nodes[2].maintenance = true;
+    d = decide(&w);
+    assert_int_equal(d->action, NT_PLACE_NONE);
+    assert_never_to(d, 1);
+    assert_never_to(d, 2);
+}
+
+/* A candidate that built up a streak before the drain is not carried out
+ * after it: the cycle the node goes into maintenance, the streak toward it
+ * ends. */
+static void test_maintenance_stops_a_streak(void **state)
+{
+    (void)state;
+    struct world w;
+    scenario_b(&w);
+    w.params.hysteresis_cycles = 3;
+    assert_int_equal(decide(&w)->reason, NT_PLACE_HYSTERESIS);
+    assert_int_equal(decide(&w)->reason, NT_PLACE_HYSTERESIS);   /* 2 of 3 toward node 1 */
+    w.nodes[1].maintenance = true;
+    for (int i = 0; i < 4; i++) {
+        const struct nt_place_decision *d = decide(&w);
+        assert_never_to(d, 1);
+        assert_true(d->action == NT_PLACE_NONE || d->action == NT_PLACE_MOVE_PAGES);
+    }
+}
+
+/* Load balancing never sends threads to a node under maintenance, and the
+ * schedule defers page moves into one (moves off it go ahead). */
+static void test_maintenance_balance_and_schedule(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, 3);
+    for (unsigned i = 0; i < 3; i++)
+        w.nodes[i].nr_cpus = 4;
+    set_distance(&w, 0, 1, 15);
+    set_distance(&w, 0, 2, 30);
+    unsigned runnable[3] = { 20, 0, 0 };
+    struct nt_place_balance b;
+    assert_true(nt_place_balance(w.nodes, 3, w.distance, runnable, 0.5, &b));
+    assert_int_equal(b.to, 1);
+    w.nodes[1].maintenance = true;
+    assert_true(nt_place_balance(w.nodes, 3, w.distance, runnable, 0.5, &b));
+    assert_int_equal(b.to, 2);
+    w.nodes[2].maintenance = true;
+    assert_false(nt_place_balance(w.nodes, 3, w.distance, runnable, 0.5, &b));
+
+    struct nt_place_node nodes[2];
+    nodes_for_schedule(nodes, 500000, 500000);
+    nodes[0].maintenance = true;
+    const struct nt_place_page_move proposed[] = {
+        { .proc_id = 1, .from = 1, .to = 0, .pages = 400, .gain_usec = 4000 },
+        { .proc_id = 2, .from = 0, .to = 1, .pages = 300, .gain_usec = 300 },
+    };
+    struct nt_place_page_move steps[4];
+    struct nt_place_schedule_stats st;
+    assert_int_equal(nt_place_schedule(proposed, 2, nodes, 2, 100000, steps, 4, &st), 1);
+    assert_int_equal(steps[0].proc_id, 2);
+    assert_int_equal(st.pages_deferred, 400);
+    assert_int_equal(st.moves_deferred, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +975,11 @@ int main(void)
         cmocka_unit_test(test_schedule_watermark),
         cmocka_unit_test(test_schedule_full_nodes_exchange),
         cmocka_unit_test(test_schedule_edge_cases),
+        cmocka_unit_test(test_maintenance_node_takes_no_threads),
+        cmocka_unit_test(test_maintenance_node_takes_no_pages),
+        cmocka_unit_test(test_maintenance_fallback_skips_node),
+        cmocka_unit_test(test_maintenance_stops_a_streak),
+        cmocka_unit_test(test_maintenance_balance_and_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

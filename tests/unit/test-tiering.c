@@ -323,18 +323,27 @@ static void test_demote_max_per_cycle(void **state)
     assert_int_equal(sum.demote.held[NT_TIER_HOLD_RATE_LIMIT], 2);
 }
 
+/* Node 1 under pressure with three cold pages, coldest first. */
+static void pressured_node1(struct nt_tier_node nodes[NR_NODES], struct nt_tier_page_state st[3],
+                            struct nt_tier_page pages[3])
+{
+    default_nodes(nodes);
+    nodes[N1].free_pages = 50;
+    for (unsigned i = 0; i < 3; i++) {
+        st[i] = (struct nt_tier_page_state){ 0 };
+        pages[i] = (struct nt_tier_page){ .vaddr = 0x1000 * (i + 1), .node = 1, .heat = 0.1 * i,
+                                          .state = &st[i] };
+    }
+}
+
 static void test_demote_nearest_slow_with_room(void **state)
 {
     (void)state;
     struct nt_tier_node nodes[NR_NODES];
-    default_nodes(nodes);
-    nodes[N1].free_pages = 50;
-    nodes[N3].free_pages = nodes[N3].low_watermark_pages + 1;   /* room for one */
-    struct nt_tier_page_state st[3] = { 0 };
+    struct nt_tier_page_state st[3];
     struct nt_tier_page pages[3];
-    for (unsigned i = 0; i < 3; i++)
-        pages[i] = (struct nt_tier_page){ .vaddr = 0x1000 * (i + 1), .node = 1, .heat = 0.1 * i,
-                                          .state = &st[i] };
+    pressured_node1(nodes, st, pages);
+    nodes[N3].free_pages = nodes[N3].low_watermark_pages + 1;   /* room for one */
     struct nt_tier_move out[MAX_MOVES];
     struct nt_tier_summary sum;
     assert_int_equal(plan4(&default_params, nodes, pages, 3, 0, out, &sum), 3);
@@ -577,6 +586,68 @@ static void test_strings(void **state)
     assert_string_equal(nt_tier_hold_to_string(NT_TIER_NR_HOLDS), "unknown");
 }
 
+/* ---- maintenance ------------------------------------------------------------ */
+
+/* Node 1 is pressured with cold pages; slow node 3 (its nearest) is being
+ * offlined: the demotions go to node 2 instead, none to node 3. With both
+ * slow nodes under maintenance nothing is demoted, for want of room. */
+static void test_demote_never_to_maintenance_node(void **state)
+{
+    (void)state;
+    struct nt_tier_node nodes[NR_NODES];
+    struct nt_tier_page_state st[3];
+    struct nt_tier_page pages[3];
+    pressured_node1(nodes, st, pages);
+    struct nt_tier_move out[MAX_MOVES];
+    struct nt_tier_summary sum;
+    assert_int_equal(plan4(&default_params, nodes, pages, 3, 0, out, &sum), 3);
+    assert_int_equal(out[0].to, N3);                    /* without maintenance: the nearest */
+
+    nodes[N3].maintenance = true;
+    memset(st, 0, sizeof(st));
+    assert_int_equal(plan4(&default_params, nodes, pages, 3, 0, out, &sum), 3);
+    for (unsigned i = 0; i < 3; i++)
+        assert_move(&out[i], 0x1000 * (i + 1), 1, 2, NT_TIER_DEMOTE);
+
+    nodes[N2].maintenance = true;
+    memset(st, 0, sizeof(st));
+    assert_int_equal(plan4(&default_params, nodes, pages, 3, 0, out, &sum), 0);
+    assert_int_equal(sum.demote.held[NT_TIER_HOLD_NO_ROOM], 3);
+}
+
+/* A hot page on slow node 3 whose threads run on drained node 1: it is
+ * promoted to node 0 rather than to node 1; with node 0 drained too it
+ * stays. A drained node's own cold pages may still be demoted off it. */
+static void test_promote_never_to_maintenance_node(void **state)
+{
+    (void)state;
+    struct nt_tier_node nodes[NR_NODES];
+    default_nodes(nodes);
+    struct nt_tier_page_state st = { 0 };
+    const struct nt_tier_page hot = { .proc_id = 7, .vaddr = 0x1000, .node = 3, .heat = 50,
+                                      .thread_nodes_mask = BIT(1), .state = &st };
+    struct nt_tier_move out[MAX_MOVES];
+    struct nt_tier_summary sum;
+    assert_int_equal(plan4(&default_params, nodes, &hot, 1, 0, out, &sum), 1);
+    assert_int_equal(out[0].to, N1);                    /* without maintenance: near the threads */
+
+    nodes[N1].maintenance = true;
+    st = (struct nt_tier_page_state){ 0 };
+    assert_int_equal(plan4(&default_params, nodes, &hot, 1, 0, out, &sum), 1);
+    assert_move(&out[0], 0x1000, 3, 0, NT_TIER_PROMOTE);
+
+    nodes[N0].maintenance = true;
+    st = (struct nt_tier_page_state){ 0 };
+    assert_int_equal(plan4(&default_params, nodes, &hot, 1, 0, out, &sum), 0);
+    assert_int_equal(sum.promote.held[NT_TIER_HOLD_NO_ROOM], 1);
+
+    nodes[N1].free_pages = 50;                          /* drained and pressured: pages leave */
+    struct nt_tier_page_state cst = { 0 };
+    const struct nt_tier_page cold = { .proc_id = 8, .vaddr = 0x2000, .node = 1, .heat = 0, .state = &cst };
+    assert_int_equal(plan4(&default_params, nodes, &cold, 1, 0, out, &sum), 1);
+    assert_move(&out[0], 0x2000, 1, 3, NT_TIER_DEMOTE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +672,8 @@ int main(void)
         cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_node_memory),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_demote_never_to_maintenance_node),
+        cmocka_unit_test(test_promote_never_to_maintenance_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,10 @@
 #    process kept its own); no page of A or B is left on node 1.
 # 2. `drain node 1 --force` moves B's threads too.
 # Node 1's memory blocks are as before (a drain changes no block), and the
-# data of both is intact.
+# data of both is intact. Placement watches both all along (remote_penalty
+# as in place-pages-to-pinned.sh, so it would act under TCG): B's threads
+# stay on node 1, so it wants B's pages there, but a drained node receives
+# nothing (offline-drain-placement.sh tests that at length).
 . /lib/numatier-vm.sh
 
 CPUS0=$(cat /sys/devices/system/node/node0/cpulist)
@@ -59,7 +62,8 @@ node_blocks 1 > /tmp/blocks1
 NODE1_RE="^($(tr '\n' '|' < /tmp/blocks1 | sed 's/|$//')) "
 block_states | grep -E "$NODE1_RE" > /tmp/before1
 
-start_daemon "[procs]" "include_comm = nothing" "[ras]" "ledger = /tmp/ledger.db"
+start_daemon "[procs]" "min_rss = 8M" "include_comm = memhog" "[sampler]" "backend = damon" \
+    "[placement]" "hysteresis = 2" "remote_penalty = 2000" "[ras]" "ledger = /tmp/ledger.db"
 
 # check_drained FILE RC WHAT: the job succeeded and is a drain.
 check_drained() {
