@@ -725,17 +725,26 @@ static int frame_state_or_create(struct nt_ledger *l, uint64_t pfn, uint64_t now
     return frame_create(l, pfn, now);
 }
 
+/* Open a transaction on pfn's frame (created if new) for a state change;
+ * -EALREADY while an intent is open: only its result may change it. */
+static int frame_change_begin(struct nt_ledger *l, uint64_t pfn, uint64_t now, struct nt_ledger **tx,
+                              enum nt_frame_state *st)
+{
+    int r = tx_begin(l, tx);
+    r = r ?: frame_state_or_create(l, pfn, now, st);
+    if (r == 0 && *st == NT_FRAME_OFFLINE_PENDING)
+        r = set_err(l, -EALREADY, "pfn 0x%" PRIx64 " has an open intent", pfn);
+    return r;
+}
+
 int nt_ledger_frame_trigger(struct nt_ledger *l, uint64_t pfn, const char *reason, uint64_t now)
 {
     _cleanup_tx_ struct nt_ledger *tx = NULL;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     enum nt_frame_state st;
-    int r = tx_begin(l, &tx);
-    r = r ?: frame_state_or_create(l, pfn, now, &st);
+    int r = frame_change_begin(l, pfn, now, &tx, &st);
     if (r < 0)
         return r;
-    if (st == NT_FRAME_OFFLINE_PENDING)
-        return set_err(l, -EALREADY, "pfn 0x%" PRIx64 " has an open intent", pfn);
     if (st != NT_FRAME_OK && st != NT_FRAME_TRIGGERED)
         return 0;       /* already handled: the policy may repeat itself */
     r = prepare(l, "UPDATE frames SET state = 'triggered', reason = ?2, updated_usec = ?3"
@@ -780,12 +789,9 @@ int nt_ledger_frame_intent_detail(struct nt_ledger *l, uint64_t pfn, int64_t eve
     _cleanup_tx_ struct nt_ledger *tx = NULL;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     enum nt_frame_state st;
-    int r = tx_begin(l, &tx);
-    r = r ?: frame_state_or_create(l, pfn, now, &st);
+    int r = frame_change_begin(l, pfn, now, &tx, &st);
     if (r < 0)
         return r;
-    if (st == NT_FRAME_OFFLINE_PENDING)
-        return set_err(l, -EALREADY, "pfn 0x%" PRIx64 " has an open intent", pfn);
     r = prepare(l, "UPDATE frames SET state = 'offline_pending', attempts = attempts + 1,"
                 " next_retry_usec = 0, updated_usec = ?2 WHERE pfn = ?1", &s);
     if (r < 0)
