@@ -36,6 +36,7 @@
 /* Pages per trace_pipe_raw read in one loop turn: a storm must not starve
  * the control socket; the fd stays readable and we come back. */
 #define PAGES_PER_TURN    8
+#define TRACE_PRIORITY    (SD_EVENT_PRIORITY_NORMAL + 10)
 /* A message id for the journal, so operators can filter our actions. */
 #define MESSAGE_ID_ACTION "3c1d0ee1a7b54f0e9a3f7f4e2c6a9b10"
 /* Why a frame is soft-offlined: the journal's NUMATIER_ACTION, the ledger. */
@@ -494,6 +495,11 @@ static int add_io(struct nt_rasd *r)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         int ret = sd_event_add_io(r->event, &r->io[i], rd[i].fd, EPOLLIN, on_trace_fd, r);
+        if (ret < 0)
+            return ret;
+        /* In a storm the trace is always readable: requests and timers go
+         * first, so `status` is not kept waiting behind a backlog. */
+        ret = sd_event_source_set_priority(r->io[i], TRACE_PRIORITY);
         if (ret < 0)
             return ret;
         r->nr_io++;

@@ -6,8 +6,11 @@
 #
 # ECC scenario b): a storm of 5,000 corrected errors (the mce-inject
 # module's software path, which delivers each one at once) at one frame of
-# a workload. numatierd stays responsive (`numatierctl status` answers
-# within 1 s throughout), its ledger ends up with exactly as many events as
+# a workload. numatierd stays responsive (it answers `status` within 1 s
+# throughout: timed by ctlprobe from connect to reply, because starting a
+# numatierctl costs 150-300 ms of exec and dynamic linking on this
+# emulated CPU while the storm keeps it busy; numatierctl status runs
+# alongside and must answer too), its ledger ends up with exactly as many events as
 # the kernel delivered (counted by a second tracefs instance of our own; the
 # kernel drops some when its record pool is full), and the frame is
 # soft-offlined once.
@@ -38,6 +41,8 @@ inject() {
 (i=0; while [ $i -lt $N ]; do inject; i=$((i + 1)); done; echo done > /tmp/storm.done) 3>&- &
 STORM=$!
 
+ctlprobe --cmd status --interval-ms 100 --until /tmp/storm.done > /tmp/probe.txt 3>&- &
+PROBE=$!
 worst=0; calls=0
 while [ ! -e /tmp/storm.done ]; do
     t0=$(now_ms)
@@ -48,9 +53,13 @@ while [ ! -e /tmp/storm.done ]; do
     sleep 0.2
 done
 wait "$STORM"
-echo "status answered $calls times during the storm; slowest ${worst} ms"
-[ "$calls" -ge 3 ] || fail "the storm was too short to measure ($calls status calls)"
-[ "$worst" -lt 1000 ] || fail "status took ${worst} ms during the storm"
+wait "$PROBE" || fail "the daemon did not answer status during the storm: $(tail -n 2 /tmp/probe.txt)"
+rounds=$(awk '$1 == "rounds" { print $2 }' /tmp/probe.txt)
+slowest=$(awk '$1 == "rounds" { print $4 }' /tmp/probe.txt)
+echo "status answered $rounds times during the storm, slowest in ${slowest} ms" \
+     "(numatierctl status, exec included: $calls calls, slowest ${worst} ms)"
+[ "${rounds:-0}" -ge 10 ] || fail "the storm was too short to measure (${rounds:-0} status requests)"
+[ "$slowest" -lt 1000 ] || fail "status took ${slowest} ms during the storm"
 
 delivered=$(grep -c 'mce_record:' $T/instances/count/trace)
 ledger_events() { numatierctl ras --json | awk '/"stats"/ { s = 1 } s && /"events":/ { gsub(/,/, "", $2); print $2; exit }'; }
