@@ -878,10 +878,10 @@ int nt_ledger_frame_result(struct nt_ledger *l, uint64_t pfn, enum nt_frame_stat
     return r ?: tx_commit(&tx);
 }
 
-int nt_ledger_frames(struct nt_ledger *l, unsigned mask, nt_ledger_frame_cb cb, void *ud)
+static int each_frame(struct nt_ledger *l, const char *sql, unsigned mask, nt_ledger_frame_cb cb, void *ud)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = prepare(l, "SELECT " FRAME_COLUMNS " FROM frames ORDER BY pfn", &s);
+    int r = prepare(l, sql, &s);
     if (r < 0)
         return r;
     int rc;
@@ -897,10 +897,25 @@ int nt_ledger_frames(struct nt_ledger *l, unsigned mask, nt_ledger_frame_cb cb, 
     return rc == SQLITE_DONE ? 0 : db_fail(l, rc);
 }
 
+int nt_ledger_frames(struct nt_ledger *l, unsigned mask, nt_ledger_frame_cb cb, void *ud)
+{
+    return each_frame(l, "SELECT " FRAME_COLUMNS " FROM frames ORDER BY pfn", mask, cb, ud);
+}
+
 int nt_ledger_frames_offlined(struct nt_ledger *l, nt_ledger_frame_cb cb, void *ud)
 {
     return nt_ledger_frames(l, NT_FRAME_MASK(NT_FRAME_OFFLINED) |
                             NT_FRAME_MASK(NT_FRAME_ALREADY_OFFLINE), cb, ud);
+}
+
+/* A frame that failed after an offline once succeeded (a re-offline that
+ * gave up, say because the kernel had put itself on the frame that boot)
+ * is still known bad: every boot tries it again. */
+int nt_ledger_frames_to_reoffline(struct nt_ledger *l, nt_ledger_frame_cb cb, void *ud)
+{
+    return each_frame(l, "SELECT " FRAME_COLUMNS " FROM frames f WHERE f.state IN ('offlined', 'already_offline')"
+                      " OR (f.state = 'failed' AND EXISTS (SELECT 1 FROM actions a WHERE a.pfn = f.pfn"
+                      " AND a.kind = 'soft_offline' AND a.state = 'done')) ORDER BY pfn", 0, cb, ud);
 }
 
 /* ---- actions --------------------------------------------------------- */

@@ -733,7 +733,7 @@ static void recover(struct nt_rasd *r)
     nt_ledger_pending(r->ledger, on_pending, r);
     nt_ledger_frames(r->ledger, NT_FRAME_MASK(NT_FRAME_TRIGGERED), on_triggered, r);
     if (r->reoffline)
-        nt_ledger_frames_offlined(r->ledger, on_offlined, r);
+        nt_ledger_frames_to_reoffline(r->ledger, on_offlined, r);
     replay(r);
 }
 

@@ -161,8 +161,12 @@ int nt_ledger_frame_result(struct nt_ledger *l, uint64_t pfn, enum nt_frame_stat
 /* Frames whose state is in mask (NT_FRAME_MASK bits; 0 = all), by pfn. */
 typedef int (*nt_ledger_frame_cb)(const struct nt_ledger_frame *f, void *ud);
 int nt_ledger_frames(struct nt_ledger *l, unsigned mask, nt_ledger_frame_cb cb, void *ud);
-/* offlined and already_offline: what to offline again after a reboot. */
+/* offlined and already_offline: what is offline now (this boot, or before
+ * a reboot). */
 int nt_ledger_frames_offlined(struct nt_ledger *l, nt_ledger_frame_cb cb, void *ud);
+/* What to offline again after a reboot: the offlined frames above, and the
+ * failed ones whose soft offline succeeded at least once before. */
+int nt_ledger_frames_to_reoffline(struct nt_ledger *l, nt_ledger_frame_cb cb, void *ud);
 
 /* ---- actions (intents) ----------------------------------------------- */
 

@@ -823,11 +823,28 @@ static void test_frames_offlined(void **state)
     assert_int_equal(nt_ledger_frame_result(e->l, 0x500, NT_FRAME_OFFLINED, "re-offlined", 0, 0, T0 + DAY), 0);
     assert_int_equal(frame(e->l, 0x500).attempts, 2);
 
+    /* a re-offline that gave up: no longer offline, still to try at the
+     * next boot; 0x200 failed its first offline and stays failed */
+    assert_int_equal(nt_ledger_frame_intent(e->l, 0x050, 0, T0 + DAY, NULL), 0);
+    assert_int_equal(nt_ledger_frame_result(e->l, 0x050, NT_FRAME_FAILED, "EIO", EIO, 0, T0 + DAY), 0);
+    p = (struct pfns){ 0 };
+    assert_int_equal(nt_ledger_frames_offlined(e->l, collect_frame, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.pfn[0], 0x100);
+    p = (struct pfns){ 0 };
+    assert_int_equal(nt_ledger_frames_to_reoffline(e->l, collect_frame, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_int_equal(p.pfn[0], 0x050);
+    assert_int_equal(p.state[0], NT_FRAME_FAILED);
+    assert_int_equal(p.pfn[1], 0x100);
+    assert_int_equal(p.pfn[2], 0x500);
+
     p = (struct pfns){ 0 };
     assert_int_equal(nt_ledger_frames(e->l, 0, collect_frame, &p), 0);
     assert_int_equal(p.n, 7);
     struct nt_ledger_stats st = stats(e->l);
-    assert_int_equal(st.frames[NT_FRAME_OFFLINED], 2);
+    assert_int_equal(st.frames[NT_FRAME_OFFLINED], 1);
+    assert_int_equal(st.frames[NT_FRAME_FAILED], 2);
     assert_int_equal(st.frames[NT_FRAME_OFFLINE_PENDING], 1);
     assert_int_equal(st.retries_planned, 1);
 }

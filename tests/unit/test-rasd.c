@@ -3,7 +3,8 @@
  * (one error before a restart and one after cross the threshold of 2), an
  * event acknowledged just before a crash is still acted on, events the
  * policy never counts stay uncounted, and a re-offline after a reboot is
- * told apart from acting twice.
+ * told apart from acting twice, and tried again at the next boot when it
+ * gave up.
  *
  * The root is a temporary directory: soft_offline_page is a plain file
  * (O_TRUNC: it holds the last address written), /proc/kpageflags a sparse
@@ -337,6 +338,41 @@ static void test_reoffline_once_per_boot(void **state)
     assert_int_equal(done, 2);
 }
 
+/* A re-offline that gives up (here the write fails with EISDIR: the
+ * fixture's soft_offline_page is a directory for that boot) leaves the
+ * frame failed, and the next boot tries it again: it is still known bad. */
+static void test_failed_reoffline_tried_next_boot(void **state)
+{
+    struct env *e = *state;
+    uint64_t now = now_usec(), done;
+    char cmd[PATH_MAX + 64];
+    start(e);
+    error_at(e, ADDR_A, now - 2 * SEC);
+    error_at(e, ADDR_A, now - SEC);
+    assert_int_equal(offlined_addr(e), ADDR_A);
+
+    boot(e, "boot-two\n");
+    snprintf(cmd, sizeof(cmd), "rm '%s/sys/devices/system/memory/soft_offline_page' && mkdir '%s/sys/devices/system/memory/soft_offline_page'",
+             e->root, e->root);
+    assert_int_equal(system(cmd), 0);
+    start(e);
+    struct nt_ledger_frame f = ledger_frame(e, ADDR_A);
+    assert_int_equal(f.state, NT_FRAME_FAILED);
+    assert_int_equal(f.attempts, 2);
+
+    boot(e, "boot-three\n");
+    snprintf(cmd, sizeof(cmd), "rmdir '%s/sys/devices/system/memory/soft_offline_page'", e->root);
+    assert_int_equal(system(cmd), 0);
+    clear_offlined(e);
+    start(e);
+    assert_int_equal(offlined_addr(e), ADDR_A);
+    f = ledger_frame(e, ADDR_A);
+    assert_int_equal(f.state, NT_FRAME_OFFLINED);
+    assert_int_equal(f.attempts, 3);
+    assert_true(check_ok(e, &done));
+    assert_int_equal(done, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +382,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acknowledged_event_acted_on_after_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_counts_what_the_policy_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reoffline_once_per_boot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_reoffline_tried_next_boot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
