@@ -20,7 +20,7 @@ start_daemon "[procs]" "min_rss = 16M" "include_comm = memhog" \
 
 explained() { numatierctl explain "$PID" --json > /tmp/explain.json && grep -q '"pages_pinned": true' /tmp/explain.json; }
 wait_until 60 explained || { cat /tmp/explain.json; fail "explain never said the pages are pinned"; }
-sleep 20      # plenty of cycles in which a careless daemon would act
+sleep 10      # ten cycles in which a careless daemon would act
 numatierctl explain "$PID" | tee /tmp/explain.txt
 numatierctl explain "$PID" --json > /tmp/explain.json
 grep -q "bind" /tmp/explain.txt || fail "explain does not name the memory binding"
