@@ -61,6 +61,8 @@ static void print_explain(struct json_object *r)
         printf("  constraint: threads stay (%s)\n", jstr(r, "threads_pinned_why", "?"));
     if (json_object_object_get_ex(r, "pages_pinned", &v) && json_object_get_boolean(v))
         printf("  constraint: pages stay (%s)\n", jstr(r, "pages_pinned_why", "?"));
+    if (json_object_object_get_ex(r, "affinity_set_by", &v) && v)
+        printf("  CPU affinity set by %s: not the user's, threads may move\n", json_object_get_string(v));
     printf("  decision: %s", jstr(d, "action", "?"));
     if (jint(d, "dest_node") >= 0)
         printf(" to node %" PRId64, jint(d, "dest_node"));

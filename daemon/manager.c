@@ -598,6 +598,18 @@ static bool placement_owns_affinity(pid_t pid, const cpu_set_t *mask, void *user
     return nt_placer_affinity_is_ours(userdata, pid, mask);
 }
 
+/* A drain's pin is not the user's: placement may still move those
+ * threads (never to the drained node, which is under maintenance). */
+static bool drain_owns_affinity(pid_t pid, uint64_t start_time, const cpu_set_t *mask, char *why, size_t len,
+                                void *userdata)
+{
+    struct nt_hotplug_pin pin;
+    if (!nt_hotplug_drain_pin(userdata, pid, start_time, mask, &pin))
+        return false;
+    snprintf(why, len, "drain job %" PRId64 " of node %d (until online node %d)", pin.job, pin.node, pin.node);
+    return true;
+}
+
 /* Offline jobs journal in the ledger even with [ras] off; an unfinished
  * job from before a restart is recovered at once. */
 static int start_hotplug(struct nt_manager *m)
@@ -611,6 +623,7 @@ static int start_hotplug(struct nt_manager *m)
         return r;
     }
     nt_hotplug_set_affinity_owner(m->hotplug, placement_owns_affinity, m->placer);
+    nt_placer_set_pin_owner(m->placer, drain_owns_affinity, m->hotplug);
     r = nt_hotplug_recover(m->hotplug);
     if (r < 0)
         log_error("offline: cannot look for unfinished jobs: %s", strerror(-r));

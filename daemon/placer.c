@@ -33,6 +33,7 @@
 struct constraints {
     bool threads_pinned, pages_pinned;
     char threads_why[320], pages_why[320];
+    char affinity_owner[160];         /* a narrower affinity that is not the user's: whose */
     uint64_t read_usec;
 };
 
@@ -69,6 +70,8 @@ struct nt_placer {
     size_t nr_procs, cap_procs;
     uint64_t cycles, decisions, threads_moves, page_moves, advised, failed;
     uint64_t threads_moved, pages_moved;
+    nt_placer_pin_owner_fn pin_owner;
+    void *pin_owner_ud;
 };
 
 /* ---- costs ------------------------------------------------------------------ */
@@ -320,7 +323,9 @@ static void read_constraints(struct nt_placer *p, const struct nt_proc *proc, co
     for (unsigned i = 0; i < topo->nr_nodes; i++)
         online += topo->nodes[i].nr_cpus;
     int n = *cpus ? nt_cpuset_parse(cpus, &set) : -1;
-    if (n > 0 && (unsigned)n < online && !nt_mover_affinity_is_ours(p->mover, proc->key.pid, &set)) {
+    if (n > 0 && (unsigned)n < online && !nt_mover_affinity_is_ours(p->mover, proc->key.pid, &set) &&
+        !(p->pin_owner && p->pin_owner(proc->key.pid, proc->key.start_time, &set, c->affinity_owner,
+                                       sizeof(c->affinity_owner), p->pin_owner_ud))) {
         c->threads_pinned = true;
         snprintf(c->threads_why, sizeof(c->threads_why), "CPU affinity %s", cpus);
     }
@@ -672,6 +677,8 @@ static struct json_object *placed_json(const struct placed *x, const struct nt_p
     json_object_object_add(o, "threads_pinned", json_object_new_boolean(x->cons.threads_pinned));
     json_object_object_add(o, "threads_pinned_why",
                            x->cons.threads_pinned ? json_object_new_string(x->cons.threads_why) : NULL);
+    json_object_object_add(o, "affinity_set_by",
+                           x->cons.affinity_owner[0] ? json_object_new_string(x->cons.affinity_owner) : NULL);
     json_object_object_add(o, "pages_pinned", json_object_new_boolean(x->cons.pages_pinned));
     json_object_object_add(o, "pages_pinned_why",
                            x->cons.pages_pinned ? json_object_new_string(x->cons.pages_why) : NULL);
@@ -735,6 +742,12 @@ struct json_object *nt_placer_plan_json(const struct nt_placer *p)
 int nt_placer_restore(struct nt_placer *p, pid_t pid)
 {
     return nt_mover_restore(p->mover, pid);
+}
+
+void nt_placer_set_pin_owner(struct nt_placer *p, nt_placer_pin_owner_fn fn, void *userdata)
+{
+    p->pin_owner = fn;
+    p->pin_owner_ud = userdata;
 }
 
 bool nt_placer_affinity_is_ours(const struct nt_placer *p, pid_t pid, const cpu_set_t *mask)

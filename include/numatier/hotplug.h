@@ -168,6 +168,15 @@ struct json_object *nt_hotplug_maintenance_json(const struct nt_hotplug *h);
  * not the user's): a drain moves such threads like unpinned ones. */
 typedef bool (*nt_hotplug_affinity_owner_fn)(pid_t pid, const cpu_set_t *mask, void *userdata);
 void nt_hotplug_set_affinity_owner(struct nt_hotplug *h, nt_hotplug_affinity_owner_fn fn, void *userdata);
+/* Is mask, pid's CPU affinity (start_time: the instance, 0 unknown), a
+ * drain's pin still in force (the running drain's, or one not yet ended by
+ * `online node N`)? Then it is not the user's. */
+struct nt_hotplug_pin {
+    int64_t job;                    /* the drain that set it */
+    int node;                       /* the node drained */
+};
+bool nt_hotplug_drain_pin(const struct nt_hotplug *h, pid_t pid, uint64_t start_time, const cpu_set_t *mask,
+                          struct nt_hotplug_pin *out);
 /* Bytes the jobs moved since the start: when it grows, what placement
  * knows of where pages are is stale. */
 uint64_t nt_hotplug_bytes_moved(const struct nt_hotplug *h);

@@ -41,3 +41,10 @@ struct json_object *nt_placer_plan_json(const struct nt_placer *p);
 int nt_placer_restore(struct nt_placer *p, pid_t pid);
 /* Is mask on pid the affinity placement set (not the user's)? */
 bool nt_placer_affinity_is_ours(const struct nt_placer *p, pid_t pid, const cpu_set_t *mask);
+
+/* Tells whether mask on pid (start_time: the instance) is an affinity
+ * someone else in the daemon set for a while (a drain), not the user's;
+ * if so, writes who into why. Such threads are not treated as pinned. */
+typedef bool (*nt_placer_pin_owner_fn)(pid_t pid, uint64_t start_time, const cpu_set_t *mask, char *why,
+                                       size_t len, void *userdata);
+void nt_placer_set_pin_owner(struct nt_placer *p, nt_placer_pin_owner_fn fn, void *userdata);

@@ -16,7 +16,8 @@
 # 3. For 15 s (many cycles past hysteresis 2) W stays allowed only node
 #    0's CPU, no page of W or P comes back to node 1, though placement
 #    wants P's pages next to P's threads: then `explain P` says node 1 is
-#    under maintenance, and `status` shows "Maintenance: node 1 drained".
+#    under maintenance, `explain W` says its affinity is the drain's (not
+#    a constraint), and `status` shows "Maintenance: node 1 drained".
 # 4. `online node 1` ends the drain: W gets the affinity it had before the
 #    drain back, the job says so, the Maintenance line is gone, and now
 #    placement does move P's pages back to node 1 -- what the maintenance
@@ -95,7 +96,12 @@ held_back() {
 wait_until 20 held_back || { cat /tmp/explainP.json; fail "explain P does not name the maintenance"; }
 numatierctl explain "$P" | tee /tmp/explainP.txt
 grep -q "node 1 is under maintenance" /tmp/explainP.txt || fail "explain P does not say node 1 is under maintenance"
-numatierctl explain "$W"
+numatierctl explain "$W" | tee /tmp/explainW.txt
+numatierctl explain "$W" --json > /tmp/explainW.json
+# W's affinity is the drain's, not the user's: not a constraint.
+[ "$(json_get /tmp/explainW.json threads_pinned)" = false ] || fail "explain W counts the drain's pin as the user's"
+grep -q "CPU affinity set by drain job $DRAIN_JOB of node 1" /tmp/explainW.txt ||
+    fail "explain W does not say the drain set its affinity"
 numatierctl plan
 wait_for 10 sh -c 'numatierctl status > /tmp/status.txt' || fail "numatierctl status failed"
 cat /tmp/status.txt
