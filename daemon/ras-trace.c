@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "numatier/log.h"
@@ -51,6 +52,7 @@ struct nt_ras_trace {
     uint8_t *page;                 /* one read of trace_pipe_raw */
     uint64_t bad[NT_RAS_BAD_MAX];
     uint64_t lost;
+    bool boot_clock;               /* the instance runs on the "boot" trace clock */
     nt_ras_bad_fn bad_fn;
     void *bad_userdata;
 };
@@ -745,14 +747,51 @@ static int read_layout(struct nt_ras_trace *t)
     return t->page ? 0 : -ENOMEM;
 }
 
+/* The selected clock in a trace_clock file: the bracketed word ("local
+ * global [boot]"), or the only word. */
+static bool clock_selected(const char *text, const char *name)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "[%s]", name);
+    if (strstr(text, want))
+        return true;
+    size_t n = strlen(name);
+    return strncmp(text, name, n) == 0 && (text[n] == '\0' || isspace((unsigned char)text[n])) &&
+           !strchr(text, '[');
+}
+
+/* Record times on CLOCK_BOOTTIME, so each event gets the time it happened,
+ * not the time it was read (they differ in a storm, and for what a ring
+ * buffer held while numatierd was down). Changing the clock clears the
+ * buffer, so a reused instance keeps whatever clock it has. */
+static void choose_clock(struct nt_ras_trace *t, bool fresh)
+{
+    char rel[128];
+    snprintf(rel, sizeof(rel), "%s/trace_clock", t->inst);
+    _cleanup_free_ char *text = NULL;
+    if (nt_read_file(t->tracefs, rel, &text) < 0)
+        return;
+    if (!clock_selected(text, "boot") && fresh && nt_write_file(t->tracefs, rel, "boot") == 0) {
+        free(text);
+        text = NULL;
+        if (nt_read_file(t->tracefs, rel, &text) < 0)
+            return;
+    }
+    t->boot_clock = clock_selected(text, "boot");
+    if (!t->boot_clock)
+        log_info("ras-trace: trace clock is not \"boot\"; events are timed when read");
+}
+
 static int make_instance(struct nt_ras_trace *t)
 {
     _cleanup_free_ char *path = nt_path_join(t->tracefs, t->inst);
     if (!path)
         return -ENOMEM;
     /* EEXIST: our own, left by a daemon that died; reuse it. */
-    if (mkdir(path, 0750) < 0 && errno != EEXIST)
+    bool fresh = mkdir(path, 0750) == 0;
+    if (!fresh && errno != EEXIST)
         return -errno;
+    choose_clock(t, fresh);
     char rel[128];
     snprintf(rel, sizeof(rel), "%s/buffer_percent", t->inst);
     /* Poll on trace_pipe_raw waits for buffer_percent (default 50) of the
@@ -825,6 +864,23 @@ void nt_ras_trace_close(struct nt_ras_trace *t, bool remove)
     free(t->root);
     free(t);
 }
+
+uint64_t nt_boot_ns_to_realtime_usec(uint64_t ts_ns, uint64_t boot_now_ns, uint64_t real_now_usec)
+{
+    uint64_t ago_usec = boot_now_ns > ts_ns ? (boot_now_ns - ts_ns) / 1000 : 0;
+    return ago_usec < real_now_usec ? real_now_usec - ago_usec : 0;
+}
+
+uint64_t nt_ras_trace_record_time_usec(const struct nt_ras_trace *t, const struct nt_ras_record *rec)
+{
+    struct timespec boot;
+    if (!t || !t->boot_clock || clock_gettime(CLOCK_BOOTTIME, &boot) < 0)
+        return 0;
+    uint64_t boot_ns = (uint64_t)boot.tv_sec * 1000000000u + (uint64_t)boot.tv_nsec;
+    return nt_boot_ns_to_realtime_usec(rec->ts, boot_ns, nt_realtime_usec());
+}
+
+bool nt_ras_trace_boot_clock(const struct nt_ras_trace *t) { return t->boot_clock; }
 
 size_t nt_ras_trace_n_events(const struct nt_ras_trace *t) { return t->n_events; }
 

@@ -352,6 +352,13 @@ static bool read_u64(struct nt_rasd *r, const struct nt_ras_record *rec, const c
     return false;
 }
 
+/* When the record says the event happened, else now. */
+static uint64_t event_time(const struct nt_rasd *r, const struct nt_ras_record *rec)
+{
+    uint64_t t = nt_ras_trace_record_time_usec(r->trace, rec);
+    return t ? t : nt_realtime_usec();
+}
+
 static int decode_mce(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
 {
     struct nt_mce_record m = { .cpuvendor = NT_X86_VENDOR_UNKNOWN };
@@ -365,7 +372,7 @@ static int decode_mce(struct nt_rasd *r, const struct nt_ras_record *rec, struct
     if (nt_ras_record_u64(rec, "cpuvendor", &v) == 0) m.cpuvendor = (int)v;
     if (!ok)
         return -EBADMSG;
-    nt_mce_decode(&m, nt_realtime_usec(), ev);
+    nt_mce_decode(&m, event_time(r, rec), ev);
     return 0;
 }
 
@@ -381,7 +388,7 @@ static int decode_edac(struct nt_rasd *r, const struct nt_ras_record *rec, struc
     if (nt_ras_record_u64(rec, "grain_bits", &v) == 0) e.grain_bits = (uint32_t)v;
     nt_ras_record_str(rec, "label", &e.label);
     nt_ras_record_str(rec, "msg", &e.msg);
-    nt_edac_decode(&e, nt_realtime_usec(), ev);
+    nt_edac_decode(&e, event_time(r, rec), ev);
     return 0;
 }
 
@@ -393,14 +400,14 @@ static int decode_memfail(struct nt_rasd *r, const struct nt_ras_record *rec, st
         return -EBADMSG;
     if (nt_ras_record_u64(rec, "type", &v) == 0) mf.type = (int)v;
     if (nt_ras_record_u64(rec, "result", &v) == 0) mf.result = (int)v;
-    nt_memfail_decode(&mf, nt_realtime_usec(), ev);
+    nt_memfail_decode(&mf, event_time(r, rec), ev);
     return 0;
 }
 
 static int decode_cxl(struct nt_rasd *r, const struct nt_ras_record *rec, struct nt_ras_event *ev)
 {
     const char *missing = NULL;
-    int ret = nt_cxl_decode_trace(rec, nt_realtime_usec(), ev, &missing);
+    int ret = nt_cxl_decode_trace(rec, event_time(r, rec), ev, &missing);
     if (ret == -EBADMSG)
         nt_ras_trace_note_bad(r->trace, NT_RAS_BAD_FIELD, "%s: no field %s", rec->fmt->name,
                               missing ? missing : "?");

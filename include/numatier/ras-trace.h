@@ -66,7 +66,7 @@ int nt_trace_page_layout_parse(const char *header_page, const char *header_event
 struct nt_ras_record {
     const struct nt_trace_format *fmt;
     unsigned cpu;
-    uint64_t ts;             /* the instance's trace clock ("local": ns since boot) */
+    uint64_t ts;             /* the instance's trace clock, ns ("boot" when numatierd made it) */
     const uint8_t *data;     /* the entry, from common_type; valid during the callback */
     size_t len;              /* its length as the ring buffer stored it (may be padded) */
 };
@@ -121,6 +121,16 @@ void nt_ras_trace_close(struct nt_ras_trace *t, bool remove);
 void nt_ras_trace_set_bad_handler(struct nt_ras_trace *t, nt_ras_bad_fn fn, void *userdata);
 
 size_t nt_ras_trace_n_events(const struct nt_ras_trace *t);
+/* Does the instance time records on CLOCK_BOOTTIME? numatierd selects
+ * "boot" when it makes the instance; a reused one keeps its clock, since
+ * changing it would clear what the buffer holds. */
+bool nt_ras_trace_boot_clock(const struct nt_ras_trace *t);
+/* When rec happened, as wall-clock usec; 0 when the clock is not "boot"
+ * (then the caller uses the time it read the record). */
+uint64_t nt_ras_trace_record_time_usec(const struct nt_ras_trace *t, const struct nt_ras_record *rec);
+/* A CLOCK_BOOTTIME stamp (ns) as wall-clock usec, given both clocks now;
+ * a stamp from the future counts as now. */
+uint64_t nt_boot_ns_to_realtime_usec(uint64_t ts_ns, uint64_t boot_now_ns, uint64_t real_now_usec);
 const struct nt_trace_format *nt_ras_trace_event(const struct nt_ras_trace *t, size_t i);
 /* "sys/name" of each wanted event that was absent or could not be enabled. */
 size_t nt_ras_trace_n_missing(const struct nt_ras_trace *t);

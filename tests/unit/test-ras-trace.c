@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -400,6 +401,57 @@ static void test_instance_created(void **state)
     struct stat st;
     assert_int_equal(stat(tpath(tr, INST), &st), 0);
     assert_true(S_ISDIR(st.st_mode));
+}
+
+/* Open over an existing instance whose trace_clock file reads text. */
+static void open_with_clock(struct tree *tr, const char *text)
+{
+    tree_build(tr, KROOT, false);
+    put_str(tpath(tr, INST "/trace_clock"), text);
+    assert_int_equal(nt_ras_trace_open(tr->root, &tr->t), 0);
+}
+
+/* A reused instance (left by a daemon that died) keeps its clock: changing
+ * it would clear the events the buffer held meanwhile. */
+static void test_clock_of_reused_instance_kept(void **state)
+{
+    struct tree *tr = *state;
+    open_with_clock(tr, "[local] global counter boot\n");
+    assert_false(nt_ras_trace_boot_clock(tr->t));
+    expect_content(tpath(tr, INST "/trace_clock"), "[local] global counter boot");
+    struct nt_ras_record rec = { .ts = 1 };
+    assert_int_equal(nt_ras_trace_record_time_usec(tr->t, &rec), 0);     /* the caller's read time */
+}
+
+static uint64_t clock_usec(clockid_t id)
+{
+    struct timespec ts;
+    assert_int_equal(clock_gettime(id, &ts), 0);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* On the boot clock a record's stamp becomes the wall-clock time it was
+ * made, however late it is read. */
+static void test_clock_boot_times_records(void **state)
+{
+    struct tree *tr = *state;
+    open_with_clock(tr, "local global [boot]\n");
+    assert_true(nt_ras_trace_boot_clock(tr->t));
+    uint64_t boot = clock_usec(CLOCK_BOOTTIME), real = clock_usec(CLOCK_REALTIME);
+    struct nt_ras_record rec = { .ts = (boot - 5000000) * 1000 };          /* 5 s ago */
+    uint64_t t = nt_ras_trace_record_time_usec(tr->t, &rec);
+    assert_true(t >= real - 5000000 - 200000 && t <= real - 5000000 + 200000);
+}
+
+static void test_boot_to_realtime(void **state)
+{
+    (void)state;
+    /* 3 s ago on the boot clock */
+    assert_int_equal(nt_boot_ns_to_realtime_usec(5000000000u, 8000000000u, 1000000000u), 997000000u);
+    /* a stamp after "now" (read racing the record): now */
+    assert_int_equal(nt_boot_ns_to_realtime_usec(9000000000u, 8000000000u, 1000000000u), 1000000000u);
+    /* older than the epoch would make it: 0, the caller's read time */
+    assert_int_equal(nt_boot_ns_to_realtime_usec(0, 8000000000u, 1000), 0);
 }
 
 /* ---- synthesized pages ---------------------------------------------------------------- */
@@ -973,6 +1025,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_instance_missing_events, tree_setup, tree_teardown),
         cmocka_unit_test_setup_teardown(test_instance_no_tracefs, tree_setup, tree_teardown),
         cmocka_unit_test_setup_teardown(test_instance_created, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_clock_of_reused_instance_kept, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_clock_boot_times_records, tree_setup, tree_teardown),
+        cmocka_unit_test(test_boot_to_realtime),
         cmocka_unit_test_setup_teardown(test_page_records_and_time, tree_setup, tree_teardown),
         cmocka_unit_test_setup_teardown(test_page_padding_and_page_end, tree_setup, tree_teardown),
         cmocka_unit_test_setup_teardown(test_page_bad_records, tree_setup, tree_teardown),

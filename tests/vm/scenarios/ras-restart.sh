@@ -8,7 +8,9 @@
 # soft-offlined a frame, and started again on the same ledger. The ledger
 # is consistent (every event still there, the frame offlined, one attempt),
 # the restart does not act on the frame again (re-offline sees it is
-# already poisoned), and a further error on that frame changes nothing.
+# already poisoned), and a further error on that frame changes nothing;
+# that error, delivered while the daemon is stopped, is recorded with the
+# time it happened (the trace instance's boot clock), not when read.
 # Then error counts survive a restart: one error at a second workload's
 # frame, SIGKILL, restart, one more error: two within 24 h, offlined.
 # (The kill during a storm is ras-storm-kill.)
@@ -41,9 +43,24 @@ offlined || fail "the frame is no longer offlined after the restart"
 [ "$(attempts)" = 1 ] || fail "the frame was acted on again: $(attempts) attempts"
 [ "$(hc)" -eq $((HC0 + 4)) ] || fail "HardwareCorrupted is $(hc) kB, expected $((HC0 + 4))"
 
+# An event keeps the time it happened, not the time it was read: the
+# daemon is stopped while the error comes and resumed 4 s later. (The
+# guest's date has whole seconds only: t_inject is up to 1 s early.)
+grep -q '\[boot\]' /sys/kernel/tracing/instances/numatier/trace_clock ||
+    fail "numatierd's trace instance is not on the boot clock: $(cat /sys/kernel/tracing/instances/numatier/trace_clock)"
+kill -STOP "$NT_DAEMON_PID"
+t_inject=$(date +%s)
 inject
+sleep 4
+kill -CONT "$NT_DAEMON_PID"
 wait_until 20 sh -c '[ "$(numatierctl ras --json | awk "/\"stats\"/ { s = 1 } s && /\"events\":/ { gsub(/,/, \"\", \$2); print \$2; exit }")" -gt '"$after"' ]' ||
     fail "the error after the restart was not recorded"
+t_event=$(numatierctl ras --json | awk '$1 == "\"time_usec\":" { gsub(/,/, "", $2); if ($2 > m) m = $2 } END { print m }')
+late_ms=$(( t_event / 1000 - t_inject * 1000 ))
+echo "the event was recorded at injection + ${late_ms} ms (read 4 s later)"
+# Up to 1 s from date's rounding, about 1 s from QMP and the kernel's MCE
+# poll; the read time would be 4000 or more.
+[ "$late_ms" -ge 0 ] && [ "$late_ms" -lt 3000 ] || fail "the event's time is ${late_ms} ms after the injection"
 sleep 2
 [ "$(attempts)" = 1 ] || fail "a new error on an offlined frame started another attempt"
 [ "$(hc)" -eq $((HC0 + 4)) ] || fail "HardwareCorrupted changed again: $(hc) kB"
