@@ -434,12 +434,33 @@ static void format_bar(char *bar, size_t len, size_t width, int64_t done, int64_
     bar[3 + width] = '\0';
 }
 
+static bool moving_memory(struct json_object *job)
+{
+    const char *phase = field_str(job, "phase", "");
+    return str_is(phase, "evacuating") || str_is(phase, "draining");
+}
+
+/* The bar's fraction: blocks, but while memory moves (no block is done
+ * yet, and a drain has none) MiB moved of the plan's, when the job says. */
+static void bar_fraction(struct json_object *job, int64_t *done, int64_t *total)
+{
+    int64_t to_move = field_int(job, "bytes_to_move");
+    if (moving_memory(job) && to_move > 0) {
+        *done = field_int(job, "bytes_moved") / (int64_t)MIB;
+        *total = (to_move + (int64_t)MIB - 1) / (int64_t)MIB;
+        return;
+    }
+    *done = field_int(job, "blocks_done");
+    *total = field_int(job, "blocks_total");
+}
+
 size_t offline_progress_line(struct json_object *job, unsigned width, char *buf, size_t len)
 {
     char head[96], tail[128], bar[48] = "";
     if (len == 0)
         return 0;
-    int64_t done = field_int(job, "blocks_done"), total = field_int(job, "blocks_total");
+    int64_t done = field_int(job, "blocks_done"), total = field_int(job, "blocks_total"), bar_done, bar_total;
+    bar_fraction(job, &bar_done, &bar_total);
     snprintf(head, sizeof(head), "%s %s", field_str(job, "op", "?"), field_str(job, "target", "?"));
     snprintf(tail, sizeof(tail), " %" PRId64 "/%" PRId64 " blocks  %.0f MiB moved  %.1fs  %s", done, total,
              (double)field_int(job, "bytes_moved") / MIB, field_num(job, "elapsed_sec"),
@@ -451,7 +472,7 @@ size_t offline_progress_line(struct json_object *job, unsigned width, char *buf,
     if (bar_width > 40)
         bar_width = 40;
     if (bar_width >= 5)
-        format_bar(bar, sizeof(bar), bar_width, done, total);
+        format_bar(bar, sizeof(bar), bar_width, bar_done, bar_total);
     snprintf(buf, len, "%s%s%s", head, bar, tail);
     size_t n = strlen(buf);
     if (n > room)
@@ -515,6 +536,25 @@ unsigned offline_report_changes(FILE *out, struct json_object *prev, struct json
     if (done)
         n += report_phase(out, prev, cur);
     return n;
+}
+
+unsigned offline_report_progress(FILE *out, struct offline_moved_mark *mark, struct json_object *prev,
+                                 struct json_object *cur)
+{
+    const char *phase = field_str(cur, "phase", "?");
+    struct offline_moved_mark now = { field_num(cur, "elapsed_sec"), field_int(cur, "bytes_moved") };
+    if (!prev || !str_is(phase, field_str(prev, "phase", ""))) {
+        *mark = now;                    /* the phase line has just said it */
+        return 0;
+    }
+    if (!moving_memory(cur) || now.bytes == mark->bytes)
+        return 0;
+    int64_t step = now.bytes > mark->bytes ? now.bytes - mark->bytes : mark->bytes - now.bytes;
+    if (step < OFFLINE_PROGRESS_BYTES && now.sec - mark->sec < OFFLINE_PROGRESS_SEC)
+        return 0;
+    fprintf(out, "[%7.1fs] %s: %.0f MiB moved\n", now.sec, phase, (double)now.bytes / MIB);
+    *mark = now;
+    return 1;
 }
 
 /* ---- printing plans and jobs ---------------------------------------------- */
@@ -836,6 +876,7 @@ struct follower {
     unsigned width;
     uint64_t lost_since;        /* when polls began to fail; 0 while in contact */
     struct json_object *prev;   /* the last job seen */
+    struct offline_moved_mark mark;     /* not a terminal: the last line with MiB moved */
 };
 
 static unsigned terminal_width(void)
@@ -867,6 +908,7 @@ static void show_progress(struct follower *f, struct json_object *job)
         f->line_drawn = true;
     } else {
         offline_report_changes(stdout, f->prev, job);
+        offline_report_progress(stdout, &f->mark, f->prev, job);
     }
     fflush(stdout);
 }

@@ -46,13 +46,31 @@ int offline_parse_address(const char *s, uint64_t *out);
 struct json_object *offline_request_args(const struct offline_args *a);
 
 /* The one progress line a terminal shows for a JOB, at most width - 1
- * columns so it never wraps: target, a bar of blocks done, MiB moved,
- * elapsed seconds and phase. Returns its length. */
+ * columns so it never wraps: target, a bar of blocks done (while memory
+ * moves and the job says how much it is to move, bytes_to_move: of MiB
+ * moved), MiB moved, elapsed seconds and phase. Returns its length. */
 size_t offline_progress_line(struct json_object *job, unsigned width, char *buf, size_t len);
 /* For output that is not a terminal: one line per change from prev to cur
  * (phase changes, each block whose result changed). prev may be NULL.
  * Returns the number of lines written. */
 unsigned offline_report_changes(FILE *out, struct json_object *prev, struct json_object *cur);
+
+/* The last line that said how much had moved: its elapsed time and bytes. */
+struct offline_moved_mark {
+    double sec;
+    int64_t bytes;
+};
+#define OFFLINE_PROGRESS_BYTES  (64 * 1048576)     /* a line per 64 MiB moved... */
+#define OFFLINE_PROGRESS_SEC    5.0                 /* ...or per 5 s, if any moved */
+
+/* Also for output that is not a terminal, while memory moves (phase
+ * evacuating or draining): "[    4.2s] evacuating: 96 MiB moved" when
+ * bytes_moved is OFFLINE_PROGRESS_BYTES past *mark, or differs from it and
+ * OFFLINE_PROGRESS_SEC have passed; nothing when nothing moved. A phase
+ * change from prev (or prev NULL), which offline_report_changes prints with
+ * MiB moved, only sets *mark. Start with *mark zeroed. Returns 0 or 1. */
+unsigned offline_report_progress(FILE *out, struct offline_moved_mark *mark, struct json_object *prev,
+                                 struct json_object *cur);
 
 /* A PLAN in two lines: what the job does, then the daemon's message.
  * "offline node 2: 4 block(s) to change (1 skipped), 256.0 MiB in use to

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -63,6 +64,16 @@ struct migrate_task {
     int r;
 };
 
+/* What the migrate_pages in flight has moved so far, for the job's
+ * progress: the kernel says nothing until the call returns, but the pages
+ * it moved no longer count in the source node's used memory. */
+struct flight {
+    bool active;                /* from the task's start until it is counted */
+    int node;                   /* the node it empties */
+    uint64_t expected;          /* the process's bytes there at the start (numa_maps) */
+    uint64_t used_start;        /* the node's MemTotal - MemFree at the start */
+};
+
 struct nt_hp_evac {
     pid_t *pids;
     size_t n, next;
@@ -79,6 +90,8 @@ struct nt_hp_evac {
     int node_cursor;                /* the current process: next node of `from` to empty */
     bool budget_wait;               /* the last slice found no budget left */
     struct migrate_task task;
+    struct flight flight;
+    uint64_t shown;                 /* the most bytes_moved a client was shown */
     int efd;                        /* eventfd: the task's thread is done */
     sd_event_source *io;
 };
@@ -353,6 +366,78 @@ static void count_moved(struct nt_hotplug *h, size_t pos, uint64_t bytes)
         h->run.dest_left[pos] -= bytes < h->run.dest_left[pos] ? bytes : h->run.dest_left[pos];
 }
 
+/* ---- progress while migrate_pages runs ----------------------------------------------- */
+
+/* numastat's cell `row` for node, in MB; NAN if the kernel did not print it. */
+static double meminfo_mb(const struct nt_numastat_table *t, const char *row, int node)
+{
+    for (unsigned i = 0; i < t->nr_rows; i++) {
+        if (strcmp(t->row_names[i], row) != 0)
+            continue;
+        for (unsigned c = 0; c < t->nr_cols; c++)
+            if (t->node_ids[c] == node)
+                return t->mb[i * t->nr_cols + c];
+    }
+    return NAN;
+}
+
+/* MemTotal - MemFree of node, with numastat's reader of the nodes'
+ * meminfo: topology's would also read every memory block, on every
+ * request for the job while a migrate_pages runs. */
+static int node_used(const char *root, int node, uint64_t *bytes)
+{
+    _cleanup_(nt_numastat_freep) struct nt_numastat_table *t = NULL;
+    int r = nt_numastat_system(root, &t);
+    if (r < 0)
+        return r;
+    double used = meminfo_mb(t, "MemTotal", node) - meminfo_mb(t, "MemFree", node);
+    if (isnan(used))
+        return -ENOENT;
+    *bytes = used > 0 ? (uint64_t)(used * 1048576.0) : 0;  /* kB / 1024 * 2^20: exact */
+    return 0;
+}
+
+/* What the task has moved: how much less the node holds than at its start,
+ * clamped to [0, expected]. Others' allocations on the node hide some of
+ * it, their frees look like progress; the clamp keeps it within what this
+ * one call can move. */
+static uint64_t flight_estimate(const struct nt_hotplug *h, const struct flight *f)
+{
+    uint64_t now;
+    if (!f->active || node_used(h->root, f->node, &now) < 0 || now >= f->used_start)
+        return 0;
+    uint64_t gone = f->used_start - now;
+    return gone < f->expected ? gone : f->expected;
+}
+
+void nt_hp_evac_track(struct nt_hotplug *h, int node, uint64_t expected)
+{
+    struct nt_hp_evac *e = h->run.evac;
+    uint64_t used = 0;
+    if (!e)
+        return;
+    /* without a first reading there is nothing to compare with: no estimate */
+    e->flight = (struct flight){ .active = node_used(h->root, node, &used) == 0, .node = node,
+                                 .expected = expected, .used_start = used };
+}
+
+/* Monotonic while the evacuation runs: an estimate above what the task
+ * then counts (frees by others, pages the kernel could not move) is kept
+ * until the evacuation ends, so a client polling it never sees it go back
+ * mid-way; after that the job shows the count the ledger has, which may be
+ * that much lower, once. */
+uint64_t nt_hp_evac_progress(const struct nt_hotplug *h)
+{
+    const struct nt_job *j = h->job;
+    struct nt_hp_evac *e = h->run.evac;     /* what was shown is kept there: a query changes only that */
+    if (!j || !e)
+        return j ? j->bytes_moved : 0;
+    uint64_t now = j->bytes_moved + flight_estimate(h, &e->flight);
+    if (now > e->shown)
+        e->shown = now;
+    return e->shown;
+}
+
 /* ---- whole nodes: migrate_pages in a thread ------------------------------------------- */
 
 static void *migrate_thread(void *arg)
@@ -380,14 +465,18 @@ static int on_migrated(sd_event_source *s, int fd, uint32_t revents, void *userd
     return 0;
 }
 
-/* Start moving p's memory off node to the chosen destination. */
-static int task_start(struct nt_hotplug *h, struct nt_hp_evac *e, struct nt_proc *p, int node, int dest, size_t pos)
+/* Start moving p's memory off node (bytes there, as numa_maps says) to
+ * the chosen destination. */
+static int task_start(struct nt_hotplug *h, struct nt_hp_evac *e, struct nt_proc *p, int node, uint64_t bytes,
+                      int dest, size_t pos)
 {
     struct migrate_task *t = &e->task;
     *t = (struct migrate_task){ .h = h, .proc = *p, .dest = dest, .pos = pos };
     nt_nodeset_set(&t->from, node);
+    nt_hp_evac_track(h, node, bytes);      /* before the thread: it may move pages at once */
     int r = pthread_create(&t->thread, NULL, migrate_thread, e);
     if (r != 0) {
+        e->flight.active = false;
         t->proc.pidfd = -1;     /* still the caller's to release */
         return -r;
     }
@@ -401,6 +490,7 @@ static int task_collect(struct nt_hotplug *h, struct nt_hp_evac *e, bool *again)
 {
     struct migrate_task *t = &e->task;
     t->finished = false;
+    e->flight.active = false;           /* its count replaces the estimate */
     release(&t->proc);
     if (t->r < 0)
         return t->r;
@@ -426,7 +516,7 @@ static int migrate_whole(struct nt_hotplug *h, struct nt_hp_evac *e, struct nt_p
         int dest = bytes ? pick_dest(h, bytes, &pos) : -1;
         if (dest < 0)
             continue;
-        int r = task_start(h, e, p, node, dest, pos);
+        int r = task_start(h, e, p, node, bytes, dest, pos);
         if (r == 0)
             *waiting = true;
         return r;

@@ -37,6 +37,8 @@ struct nt_hp_run {
     struct nt_hotplug_proc *procs;  /* how rebound processes are bound */
     size_t nr_procs;
     struct nt_hp_evac *evac;
+    bool to_move_known;             /* started from a plan (not resumed after a restart) */
+    uint64_t bytes_to_move;         /* the plan's memory in use on the targets */
     unsigned threads_moved, threads_kept;   /* drain */
     /* online of a drained node: the drain it ended */
     bool undrained;
@@ -101,6 +103,14 @@ bool nt_hp_state_is(const char *now, const char *want);
  * kicks the job when it ends). Returns 0 or negative errno. */
 int nt_hp_evac_slice(struct nt_hotplug *h, bool *done, uint64_t *delay_usec);
 void nt_hp_evac_free(struct nt_hp_evac *e);
+/* bytes_moved for the running job's JSON: the journaled count plus, while
+ * a migrate_pages runs, an estimate of what it moved so far (from its
+ * node's used memory); never less than what it returned before, until the
+ * evacuation ends. The journal never holds an estimate. */
+uint64_t nt_hp_evac_progress(const struct nt_hotplug *h);
+/* A migrate_pages of about expected bytes off node starts: note the node's
+ * used memory now, for the estimate (tests call it to fake a task). */
+void nt_hp_evac_track(struct nt_hotplug *h, int node, uint64_t expected);
 /* --force: rewrite the cpuset.mems of cpuset-bound processes to allow the
  * destination; mempolicy-bound ones are noted (their pages are moved). */
 void nt_hp_rebinds_apply(struct nt_hotplug *h);

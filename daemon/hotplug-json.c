@@ -165,7 +165,7 @@ struct json_object *nt_job_to_json(const struct nt_job *j, uint64_t elapsed_usec
     add_str(o, "phase", nt_job_phase_to_string(j->phase));
     add_u64(o, "blocks_total", total);
     add_u64(o, "blocks_done", done);
-    add_u64(o, "bytes_moved", j->bytes_moved);
+    add_u64(o, "bytes_moved", j->bytes_moved);     /* as journaled; the running job's: hotplug.c */
     add_u64(o, "started_usec", j->started_usec);
     add_u64(o, "finished_usec", j->finished_usec);
     json_object_object_add(o, "elapsed_sec", json_object_new_double((double)elapsed_usec / 1e6));

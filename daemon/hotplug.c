@@ -664,6 +664,8 @@ static int copy_plan_moves(struct nt_hotplug *h, const struct nt_offline_plan *p
     if (nr_procs)
         memcpy(run->procs, procs, nr_procs * sizeof(*procs));
     run->nr_procs = nr_procs;
+    run->to_move_known = true;
+    run->bytes_to_move = plan->used_bytes;
     if (plan->op == NT_OFFLINE_OP_DRAIN && h->job->target_node >= 0)
         nt_nodeset_set(&run->emptied, h->job->target_node);
     return 0;
@@ -794,9 +796,26 @@ static int plan_request(struct nt_hotplug *h, const struct nt_hotplug_request *r
     return 0;
 }
 
+/* What only the running job has, from its run rather than the journal:
+ * bytes_moved with the estimate of a migrate_pages in flight, and
+ * bytes_to_move, the plan's memory in use on the targets: an estimate too,
+ * and more than evacuation moves where the kernel holds some of it (that
+ * goes when the block goes offline). Finished jobs show what was journaled. */
+static void add_run_progress(const struct nt_hotplug *h, struct json_object *o)
+{
+    if (h->job->op == NT_OFFLINE_OP_ONLINE)
+        return;
+    json_object_object_add(o, "bytes_moved", json_object_new_uint64(nt_hp_evac_progress(h)));
+    if (h->run.to_move_known)
+        json_object_object_add(o, "bytes_to_move", json_object_new_uint64(h->run.bytes_to_move));
+}
+
 static struct json_object *job_json_of(const struct nt_hotplug *h, const struct nt_job *j)
 {
-    return nt_job_to_json(j, elapsed_usec(h, j));
+    struct json_object *o = nt_job_to_json(j, elapsed_usec(h, j));
+    if (o && j == h->job)
+        add_run_progress(h, o);
+    return o;
 }
 
 /* `online node N` of a drained node ends the drain, even with every block

@@ -420,6 +420,93 @@ static void test_report_changes(void **state)
     json_object_put(cur);
 }
 
+/* A job in phase at sec seconds with mib MiB moved (of 256 to move). */
+static struct json_object *moving_job(const char *phase, double sec, unsigned mib)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "{\"state\":\"running\",\"phase\":\"%s\",\"blocks_total\":4,\"blocks_done\":0,"
+             "\"bytes_moved\":%llu,\"bytes_to_move\":268435456,\"elapsed_sec\":%.1f,\"blocks\":[]}", phase,
+             (unsigned long long)mib * MiB, sec);
+    return job_json(text);
+}
+
+/* One poll of the evacuation as a pipe sees it: prev -> (phase, sec, mib). */
+static char *progress(struct offline_moved_mark *mark, struct json_object **prev, const char *phase, double sec,
+                      unsigned mib, unsigned *lines)
+{
+    struct json_object *cur = moving_job(phase, sec, mib);
+    struct capture c;
+    *lines = offline_report_progress(capture_start(&c), mark, *prev, cur);
+    json_object_put(*prev);
+    *prev = cur;
+    return capture_end(&c);
+}
+
+static void expect_progress(struct offline_moved_mark *mark, struct json_object **prev, const char *phase,
+                            double sec, unsigned mib, const char *want)
+{
+    unsigned lines;
+    char *out = progress(mark, prev, phase, sec, mib, &lines);
+    assert_string_equal(out, want);
+    assert_int_equal(lines, *want ? 1 : 0);
+    free(out);
+}
+
+/* Every 64 MiB, or after 5 s if anything moved; quiet otherwise, and
+ * outside the phases that move memory. */
+static void test_report_progress(void **state)
+{
+    (void)state;
+    struct offline_moved_mark mark = { 0 };
+    struct json_object *prev = moving_job("evacuating", 0.1, 0);      /* as the start reply showed it */
+    expect_progress(&mark, &prev, "evacuating", 0.4, 0, "");
+    expect_progress(&mark, &prev, "evacuating", 1.0, 40, "");
+    expect_progress(&mark, &prev, "evacuating", 2.1, 64, "[    2.1s] evacuating: 64 MiB moved\n");
+    expect_progress(&mark, &prev, "evacuating", 3.0, 100, "");
+    expect_progress(&mark, &prev, "evacuating", 4.0, 127, "");
+    expect_progress(&mark, &prev, "evacuating", 4.2, 128, "[    4.2s] evacuating: 128 MiB moved\n");
+    expect_progress(&mark, &prev, "evacuating", 9.1, 128, "");       /* nothing moved: no line */
+    expect_progress(&mark, &prev, "evacuating", 9.3, 130, "[    9.3s] evacuating: 130 MiB moved\n");
+    expect_progress(&mark, &prev, "evacuating", 12.0, 150, "");
+    /* a new phase: report_changes says it, with MiB moved; the mark follows */
+    expect_progress(&mark, &prev, "offlining", 12.4, 256, "");
+    assert_int_equal(mark.bytes, 256 * (int64_t)MiB);
+    expect_progress(&mark, &prev, "offlining", 20.0, 400, "");       /* not a phase that moves memory */
+    json_object_put(prev);
+
+    /* jobs --wait: nothing seen before, a drain already under way */
+    mark = (struct offline_moved_mark){ 0 };
+    prev = NULL;
+    expect_progress(&mark, &prev, "draining", 30.0, 200, "");
+    expect_progress(&mark, &prev, "draining", 31.0, 263, "");
+    expect_progress(&mark, &prev, "draining", 31.5, 264, "[   31.5s] draining: 264 MiB moved\n");
+    json_object_put(prev);
+}
+
+/* While memory moves, the bar is MiB moved of bytes_to_move; without that
+ * number, or in other phases, blocks. */
+static void test_progress_bar_mib(void **state)
+{
+    (void)state;
+    char line[512];
+    struct json_object *job = moving_job("evacuating", 4.2, 64);
+    offline_progress_line(job, 120, line, sizeof(line));
+    assert_int_equal(count_char(line, '#'), 10);                    /* 64 of 256 MiB, 40 wide */
+    assert_contains(line, "0/4 blocks  64 MiB moved  4.2s  evacuating");
+    json_object_object_add(job, "bytes_moved", json_object_new_int64(300 * (int64_t)MiB));
+    offline_progress_line(job, 120, line, sizeof(line));
+    assert_int_equal(count_char(line, '#'), 40);                    /* more than planned: full, no more */
+    json_object_object_del(job, "bytes_to_move");
+    offline_progress_line(job, 120, line, sizeof(line));
+    assert_int_equal(count_char(line, '#'), 0);                     /* blocks: 0 of 4 */
+    json_object_put(job);
+    job = moving_job("offlining", 9.0, 256);
+    json_object_object_add(job, "blocks_done", json_object_new_int(1));
+    offline_progress_line(job, 120, line, sizeof(line));
+    assert_int_equal(count_char(line, '#'), 10);                    /* 1 of 4 blocks */
+    json_object_put(job);
+}
+
 /* What offline_print_plan_summary writes for a plan given as JSON text. */
 static char *summary(const char *plan_text, const char *target)
 {
@@ -547,6 +634,8 @@ int main(void)
         cmocka_unit_test(test_parse_jobs),
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_report_changes),
+        cmocka_unit_test(test_report_progress),
+        cmocka_unit_test(test_progress_bar_mib),
         cmocka_unit_test(test_plan_summary),
         cmocka_unit_test(test_nothing_to_do),
         cmocka_unit_test(test_exit_codes),

@@ -3,7 +3,8 @@
  * the forked worker and its timeout, --force cpuset rebinds and their
  * restore by `online`, recovery of a job a killed daemon left in the
  * journal (rollback and resume), input gathering from a fixture tree, and
- * request parsing.
+ * request parsing, and the estimate of what a migrate_pages in flight
+ * has moved.
  *
  * Each test copies tests/fixtures/hotplug to a temporary root. Writes to
  * block states go through a fake writer that keeps block states in memory
@@ -34,6 +35,7 @@
 #include "numatier/topology.h"
 #include "numatier/units.h"
 #include "numatier/util.h"
+#include "../../daemon/hotplug-internal.h"     /* the progress estimate's seam */
 
 #define MS          UINT64_C(1000)
 #define SEC         UINT64_C(1000000)
@@ -837,6 +839,103 @@ static void write_root_file(struct env *e, const char *rel, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
+/* ---- progress while a migrate_pages runs --------------------------------------------- */
+
+#define NODE2_FREE_KB   393216      /* the fixture's: 256 MiB of 640 in use */
+
+static void set_node2_free(struct env *e, int64_t delta_mib)
+{
+    char text[192];
+    long long free_kb = NODE2_FREE_KB + delta_mib * 1024;
+    snprintf(text, sizeof(text), "Node 2 MemTotal:       655360 kB\nNode 2 MemFree:        %lld kB\n"
+             "Node 2 MemUsed:        %lld kB\n", free_kb, 655360 - free_kb);
+    write_root_file(e, "/sys/devices/system/node/node2/meminfo", text);
+}
+
+static bool job_json_has(struct env *e, int64_t id, const char *key)
+{
+    struct json_object *out = NULL, *arr;
+    assert_int_equal(nt_hotplug_jobs_json(e->h, id, &out), 0);
+    assert_true(json_object_object_get_ex(out, "jobs", &arr));
+    bool has = json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, NULL);
+    json_object_put(out);
+    return has;
+}
+
+static int64_t start_node2_offline(struct env *e)
+{
+    struct nt_offline_plan plan;
+    make_plan(&(struct plan_spec){ NT_OFFLINE_OP_OFFLINE, { 35, 34, 33, 32 }, 4, 0 }, &plan);
+    plan.used_bytes = 256 * MiB;
+    nt_nodeset_set(&plan.emptied, 2);
+    struct nt_hotplug_request req = { .op = NT_OFFLINE_OP_OFFLINE, .kind = NT_TARGET_NODE, .node = 2,
+                                      .rollback = true };
+    int64_t id = 0;
+    assert_int_equal(nt_hotplug_start(e->h, &plan, &req, NULL, 0, &id), 0);
+    nt_offline_plan_free(&plan);
+    return id;
+}
+
+/* While a migrate_pages runs, bytes_moved is the count so far plus what
+ * left the node since the call began, clamped to what the process had
+ * there, and never goes back; the journal has only counts; once the
+ * evacuation is over the count alone. bytes_to_move is the plan's. */
+static void test_progress_while_migrating(void **state)
+{
+    struct env *e = *state;
+    write_root_file(e, "/proc/meminfo", "MemTotal:        2097152 kB\nHugepagesize:       2048 kB\n");
+    open_hotplug(e, &e->sysfs);
+    int64_t id = start_node2_offline(e);
+    assert_int_equal(job_json_int(e, id, "bytes_to_move"), 256 * MiB);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 0);
+
+    bool done;
+    uint64_t delay;
+    assert_int_equal(nt_hp_evac_slice(e->h, &done, &delay), 0);     /* the evacuation begins */
+    nt_hp_evac_track(e->h, 2, 100 * MiB);                         /* a migrate_pages of 100 MiB starts */
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 0);
+    set_node2_free(e, 64);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 64 * MiB);
+    _cleanup_(nt_job_freep) struct nt_job *mid = journaled(e, id);
+    assert_int_equal(mid->bytes_moved, 0);                          /* estimates are not journaled */
+    set_node2_free(e, -32);                                         /* others allocated there meanwhile */
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 64 * MiB);  /* never back */
+    set_node2_free(e, 120);                                         /* more left than the process had */
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 100 * MiB);
+
+    /* It counted 90 MiB; the next process's call starts from here. */
+    e->h->job->bytes_moved = 90 * MiB;
+    nt_hp_evac_track(e->h, 2, 100 * MiB);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 100 * MiB);
+    set_node2_free(e, 125);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 100 * MiB);     /* 90 + 5 */
+    set_node2_free(e, 160);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 130 * MiB);     /* 90 + 40 */
+
+    run_jobs(e, 5 * SEC);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 90 * MiB);
+    assert_false(job_json_has(e, id, "bytes_to_move"));
+    _cleanup_(nt_job_freep) struct nt_job *j = journaled(e, id);
+    assert_int_equal(j->state, NT_JOB_SUCCEEDED);
+    assert_int_equal(j->bytes_moved, 90 * MiB);
+}
+
+/* Without the node's meminfo at the start there is no estimate, only counts. */
+static void test_progress_without_meminfo(void **state)
+{
+    struct env *e = *state;
+    open_hotplug(e, &e->sysfs);                 /* the fixture has no /proc/meminfo: numastat cannot read */
+    int64_t id = start_node2_offline(e);
+    bool done;
+    uint64_t delay;
+    assert_int_equal(nt_hp_evac_slice(e->h, &done, &delay), 0);
+    nt_hp_evac_track(e->h, 2, 200 * MiB);
+    write_root_file(e, "/proc/meminfo", "Hugepagesize:       2048 kB\n");
+    set_node2_free(e, 64);
+    assert_int_equal(job_json_int(e, id, "bytes_moved"), 0);
+    run_jobs(e, 5 * SEC);
+}
+
 static const char *reason_of(struct env *e, enum nt_offline_op op, unsigned id)
 {
     static char buf[NT_OFFLINE_REASON_MAX];
@@ -1270,6 +1369,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drain_keeps_node_in_maintenance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_maintenance_from_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_online_restores_what_a_drain_pinned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_while_migrating, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_without_meminfo, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
