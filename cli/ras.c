@@ -76,6 +76,18 @@ static void print_events(struct json_object *events)
     }
 }
 
+/* ECC block escalations: each request for an offline job, and its fate. */
+static void print_block_actions(struct json_object *actions)
+{
+    if (!length(actions))
+        return;
+    printf("\nMemory blocks escalated (block_action soft):\n");
+    for (size_t i = 0; i < length(actions); i++) {
+        struct json_object *a = json_object_array_get_idx(actions, i);
+        printf("  block %-6" PRId64 " %-8s %s\n", jint(a, "block"), jstr(a, "state", "?"), jstr(a, "result", ""));
+    }
+}
+
 /* The integrity verdict; false when the ledger has problems. */
 static bool print_integrity(struct json_object *c)
 {
@@ -114,6 +126,7 @@ int cmd_ras(const struct ctl_opts *o, int argc, char **argv)
             print_groups(member(l, "groups"));
             print_frames("Offlined frames", member(l, "offlined"));
             print_frames("Pending retries", member(l, "pending_retries"));
+            print_block_actions(member(l, "block_actions"));
             print_events(member(l, "recent_events"));
         }
         /* A ledger with problems is a failure a script can see. */

@@ -217,7 +217,8 @@ const struct nt_config_key nt_config_keys[] = {
     ENUM("ras", "frame_action", frame_action, ecc_action_choices, "soft",
          "off: ignore; account: record only; soft: soft-offline the frame (contents migrated)."),
     ENUM("ras", "block_action", block_action, ecc_action_choices, "account",
-         "When block_frames frames of one memory block fail: account records the proposal."),
+         "When block_frames frames of one memory block fail: account records the proposal; "
+         "soft starts an offline job for the block."),
     UINT("ras", "block_frames", block_frames, "1", "1000000", "4",
          "Failing frames in one memory block that escalate to the whole block."),
     BOOL("ras", "reoffline", reoffline, "yes",

@@ -1202,6 +1202,28 @@ static int add_action_json(const struct nt_ledger_action *a, void *ud)
     return 0;
 }
 
+/* The latest block escalations (ECC block_action soft), newest first. */
+static int add_block_actions_json(struct nt_ledger *l, json_object *arr)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = prepare(l, "SELECT id, json_extract(detail, '$.block'), started_usec, state, result, errno"
+                    " FROM actions WHERE kind = 'block_offline' ORDER BY id DESC LIMIT 20", &s);
+    if (r < 0)
+        return r;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_int64(sqlite3_column_int64(s, 0)));
+        json_object_object_add(o, "block", json_object_new_int64(sqlite3_column_int64(s, 1)));
+        json_object_object_add(o, "started_usec", json_u64((uint64_t)sqlite3_column_int64(s, 2)));
+        json_object_object_add(o, "state", json_text(col_text(s, 3)));
+        json_object_object_add(o, "result", json_text(col_text(s, 4)));
+        json_object_object_add(o, "errno", json_object_new_int(sqlite3_column_int(s, 5)));
+        json_object_array_add(arr, o);
+    }
+    return rc == SQLITE_DONE ? 0 : db_fail(l, rc);
+}
+
 static json_object *stats_json(const struct nt_ledger_stats *st)
 {
     json_object *o = json_object_new_object();
@@ -1219,7 +1241,7 @@ int nt_ledger_to_json(struct nt_ledger *l, size_t max_events, struct json_object
     _cleanup_(json_putp) json_object *root = json_object_new_object();
     json_object *groups = json_object_new_array(), *offl = json_object_new_array();
     json_object *retry = json_object_new_array(), *pend = json_object_new_array();
-    json_object *events = json_object_new_array();
+    json_object *events = json_object_new_array(), *blocks = json_object_new_array();
     struct nt_ledger_stats st;
     json_object_object_add(root, "schema", json_object_new_int(NT_LEDGER_SCHEMA_VERSION));
     json_object_object_add(root, "groups", groups);
@@ -1227,12 +1249,14 @@ int nt_ledger_to_json(struct nt_ledger *l, size_t max_events, struct json_object
     json_object_object_add(root, "pending_retries", retry);
     json_object_object_add(root, "pending_actions", pend);
     json_object_object_add(root, "recent_events", events);
+    json_object_object_add(root, "block_actions", blocks);
     int r = nt_ledger_stats(l, &st);
     r = r ?: nt_ledger_groups(l, add_group_json, groups);
     r = r ?: nt_ledger_frames_offlined(l, add_frame_json, offl);
     r = r ?: nt_ledger_frames(l, NT_FRAME_MASK(NT_FRAME_TRIGGERED), add_retry_json, retry);
     r = r ?: nt_ledger_pending(l, add_action_json, pend);
     r = r ?: nt_ledger_recent_events(l, max_events, add_event_json, events);
+    r = r ?: add_block_actions_json(l, blocks);
     if (r < 0)
         return r;
     json_object_object_add(root, "stats", stats_json(&st));

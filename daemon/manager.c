@@ -598,6 +598,30 @@ static bool placement_owns_affinity(pid_t pid, const cpu_set_t *mask, void *user
     return nt_placer_affinity_is_ours(userdata, pid, mask);
 }
 
+/* ECC escalation with [ras] block_action = soft: an offline job for the
+ * failing block, with rollback, planned and checked like a request from
+ * root. */
+static int offline_failing_block(uint64_t block, int64_t *job, char *msg, size_t len, void *userdata)
+{
+    struct nt_manager *m = userdata;
+    struct nt_hotplug_request req = {
+        .op = NT_OFFLINE_OP_OFFLINE, .kind = NT_TARGET_BLOCKS,
+        .first_block = (unsigned)block, .last_block = (unsigned)block, .rollback = true,
+    };
+    struct nt_hotplug_reply out = { 0 };
+    struct json_object *j, *id;
+    int r = nt_hotplug_submit(m->hotplug, &req, &out);
+    *job = 0;
+    if (r < 0)
+        snprintf(msg, len, "%s", out.message);
+    else if (json_object_object_get_ex(out.result, "job", &j) && j && json_object_object_get_ex(j, "id", &id))
+        *job = json_object_get_int64(id);
+    else
+        snprintf(msg, len, "nothing to do: the block is offline already");
+    json_object_put(out.result);
+    return r;
+}
+
 /* A drain's pin is not the user's: placement may still move those
  * threads (never to the drained node, which is under maintenance). */
 static bool drain_owns_affinity(pid_t pid, uint64_t start_time, const cpu_set_t *mask, char *why, size_t len,
@@ -682,6 +706,7 @@ int nt_manager_new(const struct nt_manager_options *opts, struct nt_config *conf
     r = start_hotplug(m);
     if (r < 0)
         goto fail;
+    nt_rasd_set_block_offliner(m->rasd, offline_failing_block, m);
     *out = m;
     return 0;
 fail:

@@ -37,6 +37,9 @@
  * the control socket; the fd stays readable and we come back. */
 #define PAGES_PER_TURN    8
 #define TRACE_PRIORITY    (SD_EVENT_PRIORITY_NORMAL + 10)
+#define MAX_WAITING_BLOCKS 16
+#define BLOCK_RETRY_USEC  (30 * 1000000ull)
+#define ACT_BLOCK         "block_offline"
 /* A message id for the journal, so operators can filter our actions. */
 #define MESSAGE_ID_ACTION "3c1d0ee1a7b54f0e9a3f7f4e2c6a9b10"
 /* Why a frame is soft-offlined: the journal's NUMATIER_ACTION, the ledger. */
@@ -51,7 +54,7 @@
 
 struct frame_slot {
     struct nt_ecc_frame f;
-    struct nt_ecc_block b;
+    uint64_t block;                   /* its memory block */
 };
 
 struct nt_rasd {
@@ -69,6 +72,8 @@ struct nt_rasd {
     char ledger_why[256];
     struct frame_slot *frames;        /* in memory: the policy's view */
     size_t nr_frames, cap_frames;
+    struct nt_ecc_block *blocks;      /* escalation state, one per block with a failing frame */
+    size_t nr_blocks_state, cap_blocks_state;
     /* one read's worth of events, recorded in one transaction */
     struct nt_ras_event *batch;
     size_t nr_batch, cap_batch;
@@ -79,6 +84,13 @@ struct nt_rasd {
     size_t nr_blocks;
     uint64_t block_size;
     char boot_id[40];                 /* with each intent: one offline per frame per boot */
+    /* block escalation with block_action = soft: offline jobs */
+    nt_rasd_block_offline_fn block_offliner;
+    void *block_offliner_ud;
+    uint64_t waiting_blocks[MAX_WAITING_BLOCKS];   /* another job was running: try again */
+    size_t nr_waiting_blocks;
+    uint64_t next_block_try_usec;     /* monotonic */
+    uint64_t blocks_started, blocks_refused;
 };
 
 /* Which memory block and node an address is in, as of the last cycle. */
@@ -137,6 +149,26 @@ static struct frame_slot *frame_find(struct nt_rasd *r, uint64_t pfn)
 
 /* The frame's policy state; new ones start from what the ledger says, so a
  * frame offlined before a restart is not acted on twice. */
+/* A block's escalation state: proposed once per block, whichever of its
+ * frames crosses the line. NULL without memory. */
+static struct nt_ecc_block *block_get(struct nt_rasd *r, uint64_t block)
+{
+    for (size_t i = 0; i < r->nr_blocks_state; i++)
+        if (r->blocks[i].block == block)
+            return &r->blocks[i];
+    if (r->nr_blocks_state == r->cap_blocks_state) {
+        size_t cap = r->cap_blocks_state ? 2 * r->cap_blocks_state : 16;
+        struct nt_ecc_block *v = realloc(r->blocks, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        r->blocks = v;
+        r->cap_blocks_state = cap;
+    }
+    struct nt_ecc_block *b = &r->blocks[r->nr_blocks_state++];
+    nt_ecc_block_init(b, block);
+    return b;
+}
+
 static struct frame_slot *frame_get(struct nt_rasd *r, uint64_t pfn)
 {
     struct frame_slot *s = frame_find(r, pfn);
@@ -152,7 +184,7 @@ static struct frame_slot *frame_get(struct nt_rasd *r, uint64_t pfn)
     }
     s = &r->frames[r->nr_frames++];
     nt_ecc_frame_init(&s->f, pfn);
-    nt_ecc_block_init(&s->b, nt_ecc_block_of(&r->params, pfn));
+    s->block = nt_ecc_block_of(&r->params, pfn);
     struct nt_ledger_frame lf;
     if (r->ledger && nt_ledger_frame_get(r->ledger, pfn, &lf) == 0) {
         if (lf.state == NT_FRAME_OFFLINED || lf.state == NT_FRAME_ALREADY_OFFLINE)
@@ -260,6 +292,97 @@ static void soft_offline(struct nt_rasd *r, struct frame_slot *s, int64_t event_
     log_notice("ras: frame 0x%" PRIx64 ": %s: %s", pfn, what, o.why);
 }
 
+/* ---- block escalation -------------------------------------------------------- */
+
+static void journal_block(uint64_t block, const char *result, const char *outcome, int64_t job)
+{
+    sd_journal_send("MESSAGE=ras: memory block %" PRIu64 ": %s", block, result,
+                    "MESSAGE_ID=" MESSAGE_ID_ACTION,
+                    "PRIORITY=%d", job > 0 ? 5 : 4,
+                    "NUMATIER_MEMORY_BLOCK=%" PRIu64, block,
+                    "NUMATIER_ACTION=" ACT_BLOCK,
+                    "NUMATIER_RESULT=%s", outcome,
+                    "NUMATIER_JOB=%" PRId64, job,
+                    NULL);
+}
+
+/* One attempt, journaled in the ledger like a frame's: the intent before
+ * the request, the outcome after. Returns false when another job was
+ * running and the block should be tried again later. */
+static bool offline_block(struct nt_rasd *r, uint64_t block)
+{
+    char detail[64], msg[NT_LEDGER_TEXT_MAX - 64] = "", result[NT_LEDGER_TEXT_MAX];
+    int64_t id = 0, job = 0;
+    snprintf(detail, sizeof(detail), "{\"block\": %" PRIu64 "}", block);
+    if (r->ledger && nt_ledger_action_begin(r->ledger, ACT_BLOCK, detail, nt_realtime_usec(), &id) < 0) {
+        r->ledger_errors++;
+        log_error("ras: memory block %" PRIu64 ": cannot record the intent (%s): not acting without it", block,
+                  nt_ledger_last_error(r->ledger));
+        return true;
+    }
+    int err = r->block_offliner(block, &job, msg, sizeof(msg), r->block_offliner_ud);
+    const char *outcome = err == 0 ? "started" : err == -EBUSY ? "deferred" : "refused";
+    if (err == 0 && job == 0)
+        snprintf(result, sizeof(result), "%s", msg);
+    else if (err == 0)
+        snprintf(result, sizeof(result), "offline job %" PRId64 " started (numatierctl jobs %" PRId64 ")", job, job);
+    else if (err == -EBUSY)
+        snprintf(result, sizeof(result), "deferred: %s; trying again in %llu s", msg, BLOCK_RETRY_USEC / 1000000);
+    else
+        snprintf(result, sizeof(result), "refused: %s", msg);
+    if (r->ledger && nt_ledger_action_end(r->ledger, id, err == 0, result, -err, nt_realtime_usec()) < 0)
+        r->ledger_errors++;
+    err == 0 ? r->blocks_started++ : err != -EBUSY ? r->blocks_refused++ : 0;
+    journal_block(block, result, outcome, job);
+    log_notice("ras: memory block %" PRIu64 ": %s", block, result);
+    return err != -EBUSY;
+}
+
+static void wait_for_block(struct nt_rasd *r, uint64_t block, uint64_t due_mono)
+{
+    for (size_t i = 0; i < r->nr_waiting_blocks; i++)
+        if (r->waiting_blocks[i] == block)
+            return;
+    if (r->nr_waiting_blocks == MAX_WAITING_BLOCKS) {
+        log_warning("ras: memory block %" PRIu64 ": too many blocks wait for an offline job; not retried", block);
+        return;
+    }
+    r->waiting_blocks[r->nr_waiting_blocks++] = block;
+    if (r->nr_waiting_blocks == 1 || due_mono < r->next_block_try_usec)
+        r->next_block_try_usec = due_mono;
+}
+
+/* The policy escalated a block: with block_action soft and the offline
+ * machinery wired, start a job that evacuates and offlines it. */
+static void escalate_block(struct nt_rasd *r, uint64_t block)
+{
+    if (r->params.block_action != NT_ECC_ACTION_SOFT)
+        return;
+    if (!r->block_offliner)
+        wait_for_block(r, block, 0);        /* replayed at startup: at the first cycle */
+    else if (!offline_block(r, block))
+        wait_for_block(r, block, nt_now_usec() + BLOCK_RETRY_USEC);
+}
+
+/* Blocks that met a running job: one more try each when due. */
+static void retry_blocks(struct nt_rasd *r, uint64_t now_mono)
+{
+    if (!r->nr_waiting_blocks || now_mono < r->next_block_try_usec || !r->block_offliner)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < r->nr_waiting_blocks; i++)
+        if (!offline_block(r, r->waiting_blocks[i]))
+            r->waiting_blocks[kept++] = r->waiting_blocks[i];
+    r->nr_waiting_blocks = kept;
+    r->next_block_try_usec = now_mono + BLOCK_RETRY_USEC;
+}
+
+void nt_rasd_set_block_offliner(struct nt_rasd *r, nt_rasd_block_offline_fn fn, void *userdata)
+{
+    r->block_offliner = fn;
+    r->block_offliner_ud = userdata;
+}
+
 /* ---- events ----------------------------------------------------------------- */
 
 static void fields_json(const struct nt_ras_event *ev, char *buf, size_t len)
@@ -291,10 +414,11 @@ static void decide(struct nt_rasd *r, const struct nt_ras_event *ev, int64_t eve
     const struct nt_ecc_frame *peers[256];
     size_t np = 0;
     for (size_t i = 0; s && i < r->nr_frames && np < 256; i++)
-        if (&r->frames[i] != s && r->frames[i].b.block == s->b.block)
+        if (&r->frames[i] != s && r->frames[i].block == s->block)
             peers[np++] = &r->frames[i].f;
     struct nt_ecc_decision d;
-    if (nt_ecc_decide(&r->params, ev, s ? &s->f : NULL, s ? &s->b : NULL, peers, np, when, &d) < 0)
+    struct nt_ecc_block *b = s ? block_get(r, s->block) : NULL;
+    if (nt_ecc_decide(&r->params, ev, s ? &s->f : NULL, b, peers, np, when, &d) < 0)
         return;
     if (d.block_verdict != NT_ECC_BLOCK_NONE)
         log_warning("ras: memory block %" PRIu64 ": %u failing frames: proposing to offline it (%s)", d.block,
@@ -304,6 +428,8 @@ static void decide(struct nt_rasd *r, const struct nt_ras_event *ev, int64_t eve
             nt_ledger_frame_trigger(r->ledger, s->f.pfn, d.why, nt_realtime_usec());
         soft_offline(r, s, event_id, ACT_FIRST);
     }
+    if (d.block_verdict == NT_ECC_BLOCK_OFFLINE)
+        escalate_block(r, d.block);      /* after the frame: it is isolated first */
 }
 
 /* 0, or -EIO when the ledger could not record the batch (then the policy
@@ -592,6 +718,12 @@ static void detect_coexistence(struct nt_rasd *r)
 static int on_pending(const struct nt_ledger_action *a, void *userdata)
 {
     struct nt_rasd *r = userdata;
+    if (strcmp(a->kind, ACT_BLOCK) == 0) {
+        /* The job journal knows whether the job started; the request is over. */
+        nt_ledger_action_end(r->ledger, a->id, false, "interrupted by a restart (see numatierctl jobs)", 0,
+                             nt_realtime_usec());
+        return 0;
+    }
     if (!a->has_pfn || strcmp(a->kind, "soft_offline") != 0)
         return 0;
     bool poisoned = frame_poisoned(r, a->pfn);
@@ -733,10 +865,23 @@ static void replay(struct nt_rasd *r)
     free(rp.id);
 }
 
+/* A frame the ledger says crossed the threshold counts toward its block's
+ * escalation for a window from its last error, across restarts too. */
+static int on_over(const struct nt_ledger_frame *f, void *userdata)
+{
+    struct frame_slot *s = frame_get(userdata, f->pfn);
+    if (s && f->last_usec > s->f.over_usec)
+        s->f.over_usec = f->last_usec;
+    return 0;
+}
+
 static void recover(struct nt_rasd *r)
 {
     if (!r->ledger)
         return;
+    nt_ledger_frames(r->ledger, NT_FRAME_MASK(NT_FRAME_TRIGGERED) | NT_FRAME_MASK(NT_FRAME_OFFLINE_PENDING) |
+                     NT_FRAME_MASK(NT_FRAME_OFFLINED) | NT_FRAME_MASK(NT_FRAME_FAILED) |
+                     NT_FRAME_MASK(NT_FRAME_ALREADY_OFFLINE), on_over, r);
     nt_ledger_pending(r->ledger, on_pending, r);
     nt_ledger_frames(r->ledger, NT_FRAME_MASK(NT_FRAME_TRIGGERED), on_triggered, r);
     if (r->reoffline)
@@ -782,6 +927,7 @@ void nt_rasd_free(struct nt_rasd *r)
     nt_ledger_close(r->ledger);
     sd_event_unref(r->event);
     free(r->frames);
+    free(r->blocks);
     free(r->batch);
     free(r->block_node);
     free(r->root);
@@ -798,8 +944,8 @@ void nt_rasd_reconfigure(struct nt_rasd *r, const struct nt_config *cfg)
 void nt_rasd_cycle(struct nt_rasd *r, const struct nt_topology *topo, uint64_t now_usec)
 {
     learn_blocks(r, topo);
-    (void)now_usec;                       /* the ledger wants wall time */
-    uint64_t now = nt_realtime_usec();
+    retry_blocks(r, now_usec);
+    uint64_t now = nt_realtime_usec();    /* the ledger wants wall time */
     for (size_t i = 0; i < r->nr_frames; i++)
         if (nt_ecc_frame_due(&r->frames[i].f, now))
             soft_offline(r, &r->frames[i], 0, r->frames[i].f.reoffline ? ACT_REOFFLINE : ACT_RETRY);
@@ -835,6 +981,9 @@ struct json_object *nt_rasd_status_json(const struct nt_rasd *r)
     json_object_object_add(o, "undecodable", json_object_new_uint64(r->decoded_bad));
     json_object_object_add(o, "lost", json_object_new_uint64(r->trace ? nt_ras_trace_lost(r->trace) : 0));
     json_object_object_add(o, "offlined", json_object_new_uint64(r->offlined));
+    json_object_object_add(o, "blocks_started", json_object_new_uint64(r->blocks_started));
+    json_object_object_add(o, "blocks_refused", json_object_new_uint64(r->blocks_refused));
+    json_object_object_add(o, "blocks_waiting", json_object_new_uint64(r->nr_waiting_blocks));
     json_object_object_add(o, "failed", json_object_new_uint64(r->failed));
     json_object_object_add(o, "retries", json_object_new_uint64(r->retries));
     json_object_object_add(o, "ledger_errors", json_object_new_uint64(r->ledger_errors));

@@ -3,6 +3,7 @@
  * step in the ledger and the journal. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct json_object;
@@ -23,6 +24,13 @@ void nt_rasd_reconfigure(struct nt_rasd *r, const struct nt_config *cfg);
  * the memory block and node of each address from now on. */
 struct nt_topology;
 void nt_rasd_cycle(struct nt_rasd *r, const struct nt_topology *topo, uint64_t now_usec);
+
+/* Block escalation with [ras] block_action = soft: start a job that
+ * evacuates and offlines memory block `block`. 0 with *job set, -EBUSY
+ * when another job runs (tried again every 30 s), other negative errno
+ * when refused; msg says why. Without one, escalations are recorded only. */
+typedef int (*nt_rasd_block_offline_fn)(uint64_t block, int64_t *job, char *msg, size_t len, void *userdata);
+void nt_rasd_set_block_offliner(struct nt_rasd *r, nt_rasd_block_offline_fn fn, void *userdata);
 
 struct json_object *nt_rasd_status_json(const struct nt_rasd *r);
 /* `numatierctl ras`: the ledger's view (summary, offlined frames, recent

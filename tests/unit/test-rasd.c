@@ -27,9 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <systemd/sd-event.h>
 
 #include "numatier/config.h"
+#include "numatier/ecc.h"
 #include "numatier/ledger.h"
 #include "numatier/ras.h"
 #include "numatier/rasd.h"
@@ -258,6 +260,22 @@ static int copy_first_event(int64_t id, const struct nt_ledger_event *ev, void *
     return 1;
 }
 
+/* The ledger's last event once more at time t, written behind the daemon's
+ * back: acknowledged, as if it crashed before acting on it. */
+static void ledger_repeat_last(struct env *e, uint64_t t)
+{
+    struct nt_ledger *l = NULL;
+    struct nt_ledger_event ev;
+    char why[256];
+    assert_int_equal(nt_ledger_open(e->ledger, NULL, &l, why, sizeof(why)), 0);
+    assert_int_equal(nt_ledger_recent_events(l, 1, copy_first_event, &ev), 1);
+    ev.time_usec = t;
+    assert_int_equal(nt_ledger_add_event(l, &ev, NULL), 0);
+    free((char *)ev.source);
+    free((char *)ev.fields_json);
+    nt_ledger_close(l);
+}
+
 /* Two errors acknowledged, then a crash before the policy saw the second
  * (the ledger got it, nothing acted): the restart acts on it. */
 static void test_acknowledged_event_acted_on_after_crash(void **state)
@@ -269,16 +287,7 @@ static void test_acknowledged_event_acted_on_after_crash(void **state)
     nt_rasd_free(e->rasd);
     e->rasd = NULL;
 
-    struct nt_ledger *l = NULL;
-    struct nt_ledger_event ev;
-    char why[256];
-    assert_int_equal(nt_ledger_open(e->ledger, NULL, &l, why, sizeof(why)), 0);
-    assert_int_equal(nt_ledger_recent_events(l, 1, copy_first_event, &ev), 1);
-    ev.time_usec = now - HOUR;
-    assert_int_equal(nt_ledger_add_event(l, &ev, NULL), 0);
-    free((char *)ev.source);
-    free((char *)ev.fields_json);
-    nt_ledger_close(l);
+    ledger_repeat_last(e, now - HOUR);
     assert_int_equal(offlined_addr(e), 0);
 
     start(e);
@@ -373,6 +382,149 @@ static void test_failed_reoffline_tried_next_boot(void **state)
     assert_int_equal(done, 2);
 }
 
+/* ---- block escalation ---------------------------------------------------------- */
+
+struct offliner {
+    unsigned calls;
+    uint64_t block;
+    int answer;                     /* what the next call returns */
+};
+
+static int fake_offliner(uint64_t block, int64_t *job, char *msg, size_t len, void *userdata)
+{
+    struct offliner *o = userdata;
+    o->calls++;
+    o->block = block;
+    *job = o->answer == 0 ? 42 : 0;
+    snprintf(msg, len, "%s", o->answer == -EBUSY ? "offline job 7 is running" : "planned");
+    return o->answer;
+}
+
+/* The ledger's block_offline actions: count, and "state:result|..." by id. */
+static int block_actions(struct env *e, char *out, size_t len)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = 0;
+    out[0] = '\0';
+    assert_int_equal(sqlite3_open_v2(e->ledger, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT state, result FROM actions WHERE kind = 'block_offline'"
+                                        " ORDER BY id", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        size_t at = strlen(out);
+        snprintf(out + at, len - at, "%s%s:%s", n++ ? "|" : "", (const char *)sqlite3_column_text(st, 0),
+                 (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* block_action = soft, block_frames = 2: the second failing frame of a
+ * block starts an offline job for it, after the frame's own offline; a job
+ * already running defers it, and the daemon's cycle tries again 30 s on. */
+static void test_block_escalation_starts_offline_job(void **state)
+{
+    struct env *e = *state;
+    struct offliner o = { .answer = -EBUSY };
+    char rows[1024];
+    uint64_t now = now_usec();
+    e->cfg.block_action = NT_ECC_ACTION_SOFT;
+    e->cfg.block_frames = 2;
+    start(e);
+    nt_rasd_set_block_offliner(e->rasd, fake_offliner, &o);
+    error_at(e, ADDR_A, now - 4 * SEC);
+    error_at(e, ADDR_A, now - 3 * SEC);               /* frame A offlined; one frame is not a block */
+    assert_int_equal(o.calls, 0);
+    error_at(e, ADDR_B, now - 2 * SEC);
+    error_at(e, ADDR_B, now - SEC);                   /* frame B: two frames of block 7 */
+    assert_int_equal(offlined_addr(e), ADDR_B);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.block, ADDR_A / (128u << 20));
+    assert_int_equal(status_u64(e, "blocks_waiting"), 1);
+    assert_int_equal(block_actions(e, rows, sizeof(rows)), 1);
+    assert_non_null(strstr(rows, "failed:deferred: offline job 7 is running"));
+
+    nt_rasd_cycle(e->rasd, NULL, nt_now_usec() + 10 * SEC);  /* not yet due */
+    assert_int_equal(o.calls, 1);
+    o.answer = 0;
+    nt_rasd_cycle(e->rasd, NULL, nt_now_usec() + 31 * SEC);
+    assert_int_equal(o.calls, 2);
+    assert_int_equal(status_u64(e, "blocks_waiting"), 0);
+    assert_int_equal(status_u64(e, "blocks_started"), 1);
+    assert_int_equal(block_actions(e, rows, sizeof(rows)), 2);
+    assert_non_null(strstr(rows, "|done:offline job 42 started"));
+    nt_rasd_cycle(e->rasd, NULL, nt_now_usec() + 62 * SEC);  /* nothing left to retry */
+    assert_int_equal(o.calls, 2);
+}
+
+/* An escalation reached while replaying the ledger at startup (frame B's
+ * second error was acknowledged just before a crash; frame A was offlined
+ * before it, and counts from the ledger) comes before the offline machinery
+ * is wired: it is started at the first cycle. */
+static void test_block_escalation_at_startup(void **state)
+{
+    struct env *e = *state;
+    struct offliner o = { .answer = 0 };
+    uint64_t now = now_usec();
+    e->cfg.block_action = NT_ECC_ACTION_SOFT;
+    e->cfg.block_frames = 2;
+    start(e);
+    error_at(e, ADDR_A, now - 4 * SEC);
+    error_at(e, ADDR_A, now - 3 * SEC);
+    error_at(e, ADDR_B, now - 2 * SEC);
+    nt_rasd_free(e->rasd);
+    e->rasd = NULL;
+
+    ledger_repeat_last(e, now - SEC);                /* B's second error */
+
+    poison(e, ADDR_A);                              /* the same boot: A stays offline */
+    start(e);
+    assert_int_equal(offlined_addr(e), ADDR_B);
+    assert_int_equal(status_u64(e, "blocks_waiting"), 1);
+    nt_rasd_set_block_offliner(e->rasd, fake_offliner, &o);
+    nt_rasd_cycle(e->rasd, NULL, nt_now_usec());
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.block, ADDR_B / (128u << 20));
+    assert_int_equal(status_u64(e, "blocks_started"), 1);
+}
+
+/* With block_action account (the default) nothing is asked of the offline
+ * machinery; a refusal is final. */
+static void test_block_escalation_account_or_refused(void **state)
+{
+    struct env *e = *state;
+    struct offliner o = { .answer = -EPERM };
+    char rows[1024];
+    uint64_t now = now_usec();
+    e->cfg.block_frames = 2;
+    start(e);
+    nt_rasd_set_block_offliner(e->rasd, fake_offliner, &o);
+    error_at(e, ADDR_A, now - 4 * SEC);
+    error_at(e, ADDR_A, now - 3 * SEC);
+    error_at(e, ADDR_B, now - 2 * SEC);
+    error_at(e, ADDR_B, now - SEC);
+    assert_int_equal(o.calls, 0);
+    assert_int_equal(block_actions(e, rows, sizeof(rows)), 0);
+
+    nt_rasd_free(e->rasd);
+    e->rasd = NULL;
+    e->cfg.block_action = NT_ECC_ACTION_SOFT;
+    const uint64_t addr_c = ADDR_A + 0x10000, addr_d = ADDR_A + 0x20000;
+    start(e);
+    nt_rasd_set_block_offliner(e->rasd, fake_offliner, &o);
+    error_at(e, addr_c, now - 2 * SEC);
+    error_at(e, addr_c, now - SEC);
+    assert_int_equal(o.calls, 1);                     /* block 7 again, now with soft */
+    assert_int_equal(status_u64(e, "blocks_refused"), 1);
+    assert_int_equal(status_u64(e, "blocks_waiting"), 0);
+    error_at(e, addr_d, now - SEC);
+    error_at(e, addr_d, now);
+    assert_int_equal(o.calls, 1);                     /* proposed once per block */
+    assert_int_equal(block_actions(e, rows, sizeof(rows)), 1);
+    assert_non_null(strstr(rows, "failed:refused: planned"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +535,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_counts_what_the_policy_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reoffline_once_per_boot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_reoffline_tried_next_boot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_escalation_starts_offline_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_escalation_account_or_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_escalation_at_startup, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,9 @@
  * addr and hot_end=<the buffer's start and the end of its hot part, decimal>,
  * cpu=<the CPU it last ran on>, switches=<hot-half switches so far>,
  * pfn0=<the physical frame of the buffer's first page, from
- * /proc/self/pagemap (needs root); 0 if unknown>,
+ * /proc/self/pagemap (needs root); 0 if unknown>, pfns=<the frames of 64
+ * pages spread evenly over the buffer (all of them if fewer),
+ * space-separated>,
  * checksum=OK|BAD|unknown, ready=1.
  *
  * Built with gcc -static: it uses raw syscalls, so it needs no libnuma.
@@ -174,7 +176,10 @@ static void write_state(const struct opts *o, char *buf, size_t pages, size_t ho
 		(unsigned long)(buf + hot_off_pages * psz),
 		(unsigned long)(buf + (hot_off_pages + hot_pages) * psz));
 	fprintf(f, "cpu=%d\nswitches=%lu\n", sched_getcpu(), switches);
-	fprintf(f, "pfn0=%llu\n", (unsigned long long)pfn_of(buf, psz));
+	fprintf(f, "pfn0=%llu\npfns=", (unsigned long long)pfn_of(buf, psz));
+	for (size_t i = 0, step = pages > 64 ? pages / 64 : 1; i < pages && i / step < 64; i += step)
+		fprintf(f, "%s%llu", i ? " " : "", (unsigned long long)pfn_of(buf + i * psz, psz));
+	fprintf(f, "\n");
 	for (int n = 0; n < MAX_NODES; n++)
 		if (count[n])
 			fprintf(f, "node%d=%zu\nhot_node%d=%zu\n", n, count[n], n, hot[n]);
