@@ -96,8 +96,8 @@ static int on_worker_timeout(sd_event_source *s, uint64_t usec, void *userdata)
     (void)usec;
     struct nt_hotplug *h = userdata;
     h->run.worker_timed_out = true;
-    log_warning("offline job %" PRId64 ": writing block %u's state takes too long; interrupting it",
-                h->job->id, h->job->blocks[h->run.cur].block);
+    log_warning("%s job %" PRId64 ": writing block %u's state takes too long; interrupting it",
+                nt_offline_op_to_string(h->job->op), h->job->id, h->job->blocks[h->run.cur].block);
     if (h->run.worker > 0)
         kill(h->run.worker, SIGKILL);
     return 0;
@@ -176,7 +176,8 @@ static void start_write(struct nt_hotplug *h, size_t i, const char *value, bool 
     run->writing = true;
     run->write_rollback = rollback;
     run->cur = i;
-    log_info("offline job %" PRId64 ": block %u: writing \"%s\"%s", h->job->id, b->block, value,
+    log_info("%s job %" PRId64 ": block %u: writing \"%s\"%s", nt_offline_op_to_string(h->job->op), h->job->id,
+             b->block, value,
              rollback ? " (rollback)" : "");
     char rel[96];
     snprintf(rel, sizeof(rel), MEMORY_DIR "/memory%u/state", b->block);
@@ -235,7 +236,7 @@ static void rollback_done(struct nt_hotplug *h, struct nt_job_block *b, int r)
     b->result = NT_BLOCK_ROLLBACK_FAILED;
     snprintf(b->reason, sizeof(b->reason), "rollback write of \"%s\" failed: %s; the block is %s",
              b->restore, errno_word(r ? r : -EIO), b->now[0] ? b->now : "unreadable");
-    log_error("offline job %" PRId64 ": block %u: %s", h->job->id, b->block, b->reason);
+    log_error("%s job %" PRId64 ": block %u: %s", nt_offline_op_to_string(h->job->op), h->job->id, b->block, b->reason);
 }
 
 /* A forward write that did not take: retry it, or fail the job. */
@@ -251,7 +252,8 @@ static void forward_failed(struct nt_hotplug *h, size_t i, int r)
         nt_format_duration(wait, d, sizeof(d));
         snprintf(b->reason, sizeof(b->reason), "%s; retry %u of %u in %s", errno_word(r), b->attempts,
                  h->p.ebusy_retries, d);
-        log_notice("offline job %" PRId64 ": block %u: %s", h->job->id, b->block, b->reason);
+        log_notice("%s job %" PRId64 ": block %u: %s", nt_offline_op_to_string(h->job->op), h->job->id, b->block,
+                   b->reason);
         nt_hp_journal_block(h, i);
         nt_hp_kick(h, wait);
         return;
@@ -271,7 +273,7 @@ static void forward_failed(struct nt_hotplug *h, size_t i, int r)
     nt_hp_journal_block(h, i);
     snprintf(why, sizeof(why), "block %u could not be %s: %s", b->block,
              strcmp(b->want, "offline") == 0 ? "offlined" : "onlined", b->reason);
-    log_warning("offline job %" PRId64 ": %s", h->job->id, why);
+    log_warning("%s job %" PRId64 ": %s", nt_offline_op_to_string(h->job->op), h->job->id, why);
     nt_hp_exec_fail(h, why);
 }
 
@@ -298,7 +300,7 @@ static void write_done(struct nt_hotplug *h, int r)
     snprintf(b->reason, sizeof(b->reason), "%s%s", b->want,
              b->attempts > 1 ? " (after retries)" : "");
     nt_hp_journal_block(h, i);
-    log_info("offline job %" PRId64 ": block %u is %s", h->job->id, b->block, b->now);
+    log_info("%s job %" PRId64 ": block %u is %s", nt_offline_op_to_string(h->job->op), h->job->id, b->block, b->now);
     nt_hp_kick(h, 0);
 }
 
@@ -403,7 +405,7 @@ void nt_hp_exec_fail(struct nt_hotplug *h, const char *why)
     j->state = NT_JOB_ROLLING_BACK;
     j->phase = NT_JOB_ROLLING_BACK_PHASE;
     nt_hp_journal(h);
-    log_notice("offline job %" PRId64 ": %s", j->id, j->message);
+    log_notice("%s job %" PRId64 ": %s", nt_offline_op_to_string(j->op), j->id, j->message);
     nt_hp_kick(h, 0);
 }
 
@@ -416,7 +418,7 @@ void nt_hp_exec_deadline(struct nt_hotplug *h)
     run->deadline_passed = true;
     char d[NT_DURATION_STRLEN];
     nt_format_duration(j->timeout_usec, d, sizeof(d));
-    log_warning("offline job %" PRId64 ": the deadline (%s) passed in phase %s", j->id, d,
+    log_warning("%s job %" PRId64 ": the deadline (%s) passed in phase %s", nt_offline_op_to_string(j->op), j->id, d,
                 nt_job_phase_to_string(j->phase));
     if (run->writing) {
         if (run->worker > 0)

@@ -100,7 +100,8 @@ int nt_hotplug_parse_range(const char *s, uint64_t *start, uint64_t *end)
 
 static void journal_failed(struct nt_hotplug *h, const char *what, int r)
 {
-    log_error("offline job %" PRId64 ": cannot journal %s in %s: %s", h->job ? h->job->id : 0, what,
+    log_error("%s job %" PRId64 ": cannot journal %s in %s: %s", h->job ? nt_offline_op_to_string(h->job->op) : "offline",
+              h->job ? h->job->id : 0, what,
               h->ledger_path ? h->ledger_path : "?", strerror(-r));
 }
 
@@ -463,8 +464,8 @@ static void after_evacuation(struct nt_hotplug *h)
         nt_hp_finish(h, NT_JOB_SUCCEEDED);
         return;
     }
-    log_info("offline job %" PRId64 ": %" PRIu64 " MiB moved off the target blocks; offlining", j->id,
-             j->bytes_moved / MIB);
+    log_info("%s job %" PRId64 ": %" PRIu64 " MiB moved off the target blocks; offlining", nt_offline_op_to_string(j->op),
+             j->id, j->bytes_moved / MIB);
     j->phase = NT_JOB_OFFLINING;
     nt_hp_journal(h);
     nt_hp_kick(h, 0);
@@ -477,7 +478,8 @@ static void evacuation_step(struct nt_hotplug *h)
     int r = nt_hp_evac_slice(h, &done, &delay);
     if (r < 0) {
         /* a head start only: the kernel's offline migrates what is left */
-        log_warning("job %" PRId64 ": evacuation stopped: %s", h->job->id, strerror(-r));
+        log_warning("%s job %" PRId64 ": evacuation stopped: %s", nt_offline_op_to_string(h->job->op), h->job->id,
+                    strerror(-r));
         done = true;
     }
     if (done)
