@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 #include "numatier/hotplug.h"
 #include "numatier/select.h"
@@ -57,8 +59,8 @@ static uint64_t node_used_bytes(const struct nt_node *n)
     return total > free_b ? total - free_b : 0;
 }
 
-/* The kernel cannot say how much of one block is in use without walking
- * its page frames; this estimate errs on the side of refusing. */
+/* Without walking a block's page frames the kernel cannot say how much of
+ * it is in use; this estimate errs on the side of refusing. */
 static uint64_t block_used(const struct nt_topology *t, const struct nt_mem_block *b, const struct nt_nodeset *whole)
 {
     const struct nt_node *n = b->node >= 0 ? nt_topology_node(t, b->node) : NULL;
@@ -68,6 +70,35 @@ static uint64_t block_used(const struct nt_topology *t, const struct nt_mem_bloc
     if (nt_nodeset_test(whole, b->node))
         return n->nr_blocks_online ? used / n->nr_blocks_online : used;
     return used < t->block_size_bytes ? used : t->block_size_bytes;
+}
+
+#define KPF_LRU 5
+#define KPAGEFLAGS_CHUNK 4096
+
+/* The block's pages on an LRU list (process and page-cache memory: what
+ * evacuation and the kernel's offline migrate), counted in /proc/kpageflags
+ * (root only). Negative errno when it cannot be read. Reads 8 bytes per
+ * page: 256 KiB for a 128 MiB block, done for partly targeted nodes only. */
+static int64_t block_lru_bytes(const char *root, unsigned block, uint64_t block_size)
+{
+    _cleanup_free_ char *path = nt_path_join(root, "/proc/kpageflags");
+    _cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return path ? -errno : -ENOMEM;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), first = block * block_size / page, n = block_size / page;
+    uint64_t flags[KPAGEFLAGS_CHUNK], lru = 0;
+    for (uint64_t done = 0; done < n;) {
+        size_t want = n - done < KPAGEFLAGS_CHUNK ? (size_t)(n - done) : KPAGEFLAGS_CHUNK;
+        ssize_t got = pread(fd, flags, want * sizeof(*flags), (off_t)((first + done) * sizeof(*flags)));
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            break;                      /* past the end: no such frames */
+        for (size_t i = 0; i < (size_t)got / sizeof(*flags); i++)
+            lru += flags[i] >> KPF_LRU & 1;
+        done += (uint64_t)got / sizeof(*flags);
+    }
+    return (int64_t)(lru * page);
 }
 
 /* ---- /proc/iomem: blocks with holes ------------------------------------------ */
@@ -212,7 +243,7 @@ static int mark_holes(const char *root, struct nt_hotplug_input *out, const stru
     return r;
 }
 
-static int make_blocks(struct nt_hotplug_input *out, const struct nt_offline_request *req)
+static int make_blocks(const char *root, struct nt_hotplug_input *out, const struct nt_offline_request *req)
 {
     const struct nt_topology *t = out->topo;
     struct nt_nodeset whole;
@@ -228,7 +259,12 @@ static int make_blocks(struct nt_hotplug_input *out, const struct nt_offline_req
             .valid_zones = b->valid_zones, .used_bytes = block_used(t, b, &whole),
         };
         bool target = req->target_node >= 0 ? b->node == req->target_node : is_target_block(req, b->id);
-        if (b->online && target && !nt_nodeset_test(&whole, b->node))
+        if (!b->online || !target || nt_nodeset_test(&whole, b->node))
+            continue;
+        int64_t counted = block_lru_bytes(root, b->id, t->block_size_bytes);
+        if (counted >= 0)
+            out->blocks[i].used_bytes = (uint64_t)counted;
+        else
             out->used_estimated_partial = true;
     }
     return 0;
@@ -513,7 +549,7 @@ int nt_hotplug_gather(const char *root, const struct nt_hotplug_params *p, const
         return r;
     struct gather_ctx g;
     gather_ctx_init(&g, root, out, req);
-    if ((r = make_blocks(out, req)) < 0 || (r = mark_holes(root, out, req)) < 0 ||
+    if ((r = make_blocks(root, out, req)) < 0 || (r = mark_holes(root, out, req)) < 0 ||
         (r = make_nodes(root, p, out)) < 0 ||
         (req->op != NT_OFFLINE_OP_ONLINE && (r = make_procs(root, out, &g)) < 0)) {
         nt_hotplug_input_done(out);

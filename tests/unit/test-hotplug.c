@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -807,6 +808,43 @@ static void test_gather_whole_node(void **state)
     nt_hotplug_input_done(&in);
 }
 
+/* A block of a node that keeps other blocks: its pages on an LRU list are
+ * counted in /proc/kpageflags (no estimate); unreadable, the estimate. */
+static void test_gather_partial_counts_kpageflags(void **state)
+{
+    struct env *e = *state;
+    unsigned ids[] = { 9 };
+    struct nt_offline_request req = { .op = NT_OFFLINE_OP_OFFLINE, .target_node = -1, .block_ids = ids,
+                                      .nr_block_ids = 1 };
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), first = 9 * 128 * MiB / page;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/proc/kpageflags", e->root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (uint64_t i = 0; i < 300; i++) {
+        /* every third page LRU (bit 5), the others slab or free (bits 7, 10) */
+        uint64_t flags = i % 3 == 0 ? UINT64_C(1) << 5 : i % 3 == 1 ? UINT64_C(1) << 7 : UINT64_C(1) << 10;
+        assert_int_equal(fseeko(f, (off_t)((first - 100 + i) * sizeof(flags)), SEEK_SET), 0);
+        assert_int_equal(fwrite(&flags, sizeof(flags), 1, f), 1);
+    }
+    assert_int_equal(fclose(f), 0);
+    struct nt_hotplug_input in;
+    assert_int_equal(nt_hotplug_gather(e->root, &e->p, &req, &in), 0);
+    /* pages first-100 .. first+199 written; of those in block 9 (first ..
+     * first+199), i = 100..299, every third is LRU: i = 102, 105, ... 297 */
+    assert_int_equal(gblock(&in, 9)->used_bytes, 66 * page);
+    assert_false(in.used_estimated_partial);
+    nt_hotplug_input_done(&in);
+
+    assert_int_equal(chmod(path, 0), 0);
+    if (access(path, R_OK) == 0)        /* root reads it anyway: take it away */
+        assert_int_equal(unlink(path), 0);
+    assert_int_equal(nt_hotplug_gather(e->root, &e->p, &req, &in), 0);
+    assert_int_equal(gblock(&in, 9)->used_bytes, 128 * MiB);
+    assert_true(in.used_estimated_partial);
+    nt_hotplug_input_done(&in);
+}
+
 static void test_gather_partial_and_watermarks(void **state)
 {
     (void)state;
@@ -1362,6 +1400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_rolling_back_stays_rollback, setup, teardown),
         cmocka_unit_test(test_gather_whole_node),
         cmocka_unit_test(test_gather_partial_and_watermarks),
+        cmocka_unit_test_setup_teardown(test_gather_partial_counts_kpageflags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather_iomem_holes, setup, teardown),
         cmocka_unit_test(test_parse_requests),
         cmocka_unit_test_setup_teardown(test_submit_refusal_and_dry_run, setup, teardown),
