@@ -186,6 +186,8 @@ const struct nt_config_key nt_config_keys[] = {
          "Move the pages of processes with an explicit memory binding (mbind, numactl) too."),
     BOOL("placement", "restore_on_exit", restore_on_exit, "yes",
          "At exit, give the processes whose threads numatierd pinned their own affinity back."),
+    BOOL("placement", "move_cold", move_cold, "yes",
+         "A page move takes the hot pages first; then the rest (cold pages too) follows on a later cycle."),
 
     BOOL("tiering", "enabled", tiering, "yes",
          "Promote hot pages from slow tiers and demote cold pages from fast nodes under pressure."),

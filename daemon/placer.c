@@ -29,6 +29,11 @@
 /* A process's explicit bindings are re-read this often, not every cycle:
  * numa_maps walks page tables. */
 #define CONSTRAINT_TTL_USEC      (10 * 1000000ull)
+/* A page move takes at most this many of a process's known hot pages
+ * (hottest first) with move_pages(2); beyond them, the rest. */
+#define HOT_PAGES_MAX            65536
+/* A page is hot at this heat: the aggregate's hot_pages (H) count. */
+#define HOT_PAGE_HEAT            1.0
 
 struct constraints {
     bool threads_pinned, pages_pinned;
@@ -51,6 +56,8 @@ struct placed {
     enum nt_place_action last_action; /* carried out (or advised, in advise mode) */
     int last_action_node;
     char last_result[128];
+    struct nt_place_rest rest;        /* a page move's rest, after its hot pages */
+    uint64_t rest_hot_moved;          /* hot pages that went first */
 };
 
 struct nt_placer {
@@ -70,6 +77,10 @@ struct nt_placer {
     size_t nr_procs, cap_procs;
     uint64_t cycles, decisions, threads_moves, page_moves, advised, failed;
     uint64_t threads_moved, pages_moved;
+    uint64_t hot_first_moves, rest_moves, rests_cancelled;
+    /* This cycle's snapshot with each process's hottest pages, taken at
+     * the first page move of the cycle (page moves are rare). */
+    struct nt_heat_snapshot *pages_snap;
     nt_placer_pin_owner_fn pin_owner;
     void *pin_owner_ud;
 };
@@ -188,6 +199,7 @@ void nt_placer_free(struct nt_placer *p)
         nt_mover_restore_all(p->mover);
     nt_tierer_free(p->tierer);
     nt_mover_free(p->mover);
+    nt_heat_snapshot_free(p->pages_snap);
     nt_calibration_done(&p->cal);
     free(p->procs);
     free(p->cost_ids);
@@ -436,27 +448,65 @@ static void move_threads(struct nt_placer *p, const struct nt_procs *procs, cons
     }
 }
 
-/* Pages of the process on every other fast node go to dest, cold ones too:
- * the threads stay, so all of it is remote. Slow tiers are tiering's. */
-static void move_pages(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs,
-                       const struct nt_proc *proc, struct placed *x, const struct nt_topology *topo, int dest,
-                       uint64_t now)
+/* The process's fast nodes other than dest: where its pages come from.
+ * Slow tiers are tiering's. */
+static void fast_from(const struct nt_topology *topo, int dest, struct nt_nodeset *from)
 {
-    struct nt_nodeset from = { 0 };
+    *from = (struct nt_nodeset){ 0 };
     for (unsigned i = 0; i < topo->nr_nodes; i++)
         if (topo->nodes[i].id != dest && topo->nodes[i].tier != NT_TIER_SLOW)
-            nt_nodeset_set(&from, topo->nodes[i].id);
+            nt_nodeset_set(from, topo->nodes[i].id);
+}
+
+static void rest_cancel(struct nt_placer *p, const struct nt_proc *proc, struct placed *x, const char *why)
+{
+    if (!x->rest.pending)
+        return;
+    x->rest.pending = false;
+    p->rests_cancelled++;
+    snprintf(x->last_result, sizeof(x->last_result), "moved %" PRIu64 " hot pages to node %d; the rest called off: %s",
+             x->rest_hot_moved, x->rest.dest_node, why);
+    log_info("placement: pid %d (%s): the rest of the move to node %d called off: %s", (int)proc->key.pid,
+             proc->comm, x->rest.dest_node, why);
+}
+
+/* Every page of the process on the other fast nodes goes to dest at once,
+ * cold ones too: the threads stay, so all of it is remote. rest: this is
+ * the rest after the hot pages. Returns true when the call is deferred for
+ * the budget. */
+static bool move_all(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs,
+                     const struct nt_proc *proc, struct placed *x, const struct nt_topology *topo, int dest,
+                     bool rest, uint64_t now)
+{
+    struct nt_nodeset from;
+    fast_from(topo, dest, &from);
     struct nt_move_result res;
     int r = nt_mover_migrate_all(p->mover, procs, proc, &from, dest, now, &res);
+    const char *what = rest ? "the rest of its pages" : "pages";
     if (r < 0) {
         p->failed++;
-        snprintf(x->last_result, sizeof(x->last_result), "moving pages to node %d failed: %s", dest, strerror(-r));
+        snprintf(x->last_result, sizeof(x->last_result), "moving %s to node %d failed: %s", what, dest,
+                 strerror(-r));
         log_warning("placement: pid %d (%s): %s", (int)proc->key.pid, proc->comm, x->last_result);
     } else if (res.exited) {
-        snprintf(x->last_result, sizeof(x->last_result), "process gone before its pages moved");
+        snprintf(x->last_result, sizeof(x->last_result), "process gone before its %s moved", what);
     } else if (res.deferred) {
-        snprintf(x->last_result, sizeof(x->last_result), "deferred: %" PRIu64 " pages wait for the migration budget",
-                 res.deferred);
+        snprintf(x->last_result, sizeof(x->last_result),
+                 "deferred: %" PRIu64 " pages%s wait for the migration budget", res.deferred,
+                 rest ? " (the rest)" : "");
+        return true;
+    } else if (rest) {
+        if (res.moved) {
+            nt_place_record_move(&x->mem, NT_PLACE_MOVE_PAGES, now);
+            nt_watch_pages_moved(w, proc->id);
+        }
+        p->rest_moves++;
+        p->pages_moved += res.moved;
+        snprintf(x->last_result, sizeof(x->last_result),
+                 "moved %" PRIu64 " hot pages, then %" PRIu64 " pages (the rest) to node %d", x->rest_hot_moved,
+                 res.moved, dest);
+        log_info("placement: pid %d (%s): moved %" PRIu64 " pages to node %d (the rest, after %" PRIu64
+                 " hot pages)", (int)proc->key.pid, proc->comm, res.moved, dest, x->rest_hot_moved);
     } else {
         nt_place_record_move(&x->mem, NT_PLACE_MOVE_PAGES, now);
         nt_watch_pages_moved(w, proc->id);
@@ -466,11 +516,130 @@ static void move_pages(struct nt_placer *p, struct nt_watch *w, const struct nt_
         log_info("placement: pid %d (%s): moved %" PRIu64 " pages to node %d", (int)proc->key.pid, proc->comm,
                  res.moved, dest);
     }
+    return false;
+}
+
+/* The process's known hot pages on other fast nodes, hottest first, at
+ * most HOT_PAGES_MAX, into *out (malloc'd). Returns how many (0: none
+ * known) or negative errno. */
+static long hot_pages_for(struct nt_placer *p, struct nt_watch *w, const struct nt_proc *proc,
+                          const struct nt_place_node *nodes, unsigned nr_nodes, int dest, uint64_t now,
+                          uint64_t **out)
+{
+    *out = NULL;
+    if (!p->pages_snap) {
+        int r = nt_watch_snapshot(w, now, HOT_PAGES_MAX, &p->pages_snap);
+        if (r < 0)
+            return r;
+    }
+    const struct nt_proc_heat *h = NULL;
+    for (size_t i = 0; i < p->pages_snap->nr_procs && !h; i++)
+        if (p->pages_snap->procs[i].proc_id == proc->id)
+            h = &p->pages_snap->procs[i];
+    if (!h || !h->nr_pages)
+        return 0;
+    _cleanup_free_ struct nt_place_page *pages = malloc(h->nr_pages * sizeof(*pages));
+    _cleanup_free_ uint64_t *va = malloc(h->nr_pages * sizeof(*va));
+    if (!pages || !va)
+        return -ENOMEM;
+    for (size_t i = 0; i < h->nr_pages; i++)
+        pages[i] = (struct nt_place_page){ .vaddr = h->pages[i].vaddr, .heat = h->pages[i].heat,
+                                           .node = h->pages[i].node };
+    long n = nt_place_pick_hot(pages, h->nr_pages, nodes, nr_nodes, dest, HOT_PAGE_HEAT, HOT_PAGES_MAX, va);
+    if (n > 0)
+        *out = NT_TAKE_PTR(va);
+    return n;
+}
+
+/* Hot pages first: the process's known hot pages on the other fast nodes
+ * go to dest with move_pages(2), hottest first, within the budget (what
+ * does not fit is deferred). With move_cold, the rest follows with
+ * migrate_pages(2) on a later cycle (continue_rest). No hot page known
+ * there, or none of them needed to move: the whole process at once. */
+static void move_pages(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs,
+                       const struct nt_proc *proc, struct placed *x, const struct nt_topology *topo,
+                       const struct nt_place_node *nodes, bool move_cold, int dest, uint64_t now)
+{
+    x->rest.pending = false;          /* a new decision replaces an older rest */
+    _cleanup_free_ uint64_t *va = NULL;
+    long n = hot_pages_for(p, w, proc, nodes, topo->nr_nodes, dest, now, &va);
+    if (n < 0)
+        log_debug("placement: pid %d (%s): no hot-page list: %s; moving all pages", (int)proc->key.pid,
+                  proc->comm, strerror((int)-n));
+    if (n <= 0) {
+        move_all(p, w, procs, proc, x, topo, dest, false, now);
+        return;
+    }
+    struct nt_move_result res;
+    int r = nt_mover_move_pages(p->mover, procs, proc, va, (size_t)n, dest, NULL, 0, now, &res);
+    if (r < 0) {
+        p->failed++;
+        snprintf(x->last_result, sizeof(x->last_result), "moving %ld hot pages to node %d failed: %s", n, dest,
+                 strerror(-r));
+        log_warning("placement: pid %d (%s): %s", (int)proc->key.pid, proc->comm, x->last_result);
+        return;
+    }
+    if (res.exited) {
+        snprintf(x->last_result, sizeof(x->last_result), "process gone before its hot pages moved");
+        return;
+    }
+    if (!res.moved && res.deferred) {
+        snprintf(x->last_result, sizeof(x->last_result),
+                 "deferred: %" PRIu64 " hot pages wait for the migration budget", res.deferred);
+        return;
+    }
+    if (!res.moved) {
+        /* The known nodes were stale (already on dest) or nothing could
+         * move page by page: fall back to the whole process. */
+        move_all(p, w, procs, proc, x, topo, dest, false, now);
+        return;
+    }
+    nt_place_record_move(&x->mem, NT_PLACE_MOVE_PAGES, now);
+    nt_watch_pages_moved(w, proc->id);
+    p->page_moves++;
+    p->hot_first_moves++;
+    p->pages_moved += res.moved;
+    x->rest_hot_moved = res.moved;
+    char deferred[48] = "";
+    if (res.deferred)
+        snprintf(deferred, sizeof(deferred), " (%" PRIu64 " deferred)", res.deferred);
+    snprintf(x->last_result, sizeof(x->last_result), "moved %" PRIu64 " hot pages to node %d%s%s", res.moved,
+             dest, deferred, move_cold ? "; the rest follows" : "");
+    log_info("placement: pid %d (%s): moved %" PRIu64 " hot pages to node %d%s%s", (int)proc->key.pid,
+             proc->comm, res.moved, dest, deferred, move_cold ? "; the rest follows" : "");
+    if (move_cold)
+        x->rest = (struct nt_place_rest){
+            .pending = true, .dest_node = dest,
+            .thread_node = x->last.thread_node >= 0 ? x->last.thread_node : dest, .since_usec = now,
+        };
+}
+
+/* The rest of a page move, a cycle or more after its hot pages: not a new
+ * decision (no hysteresis), but called off when the process is gone, its
+ * pages became bound, dest is under maintenance or full, its threads
+ * moved away, or the mode is advise. */
+static void continue_rest(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs,
+                          const struct nt_proc *proc, struct placed *x, const struct nt_topology *topo,
+                          const struct cycle_input *in, bool advise, uint64_t now)
+{
+    enum nt_place_rest_verdict v =
+        nt_place_rest_check(&x->rest, in->nodes, topo->nr_nodes, in->threads_on, nt_proc_still_same(procs, proc),
+                            advise, x->cons.pages_pinned, now);
+    if (v == NT_PLACE_REST_WAIT)
+        return;
+    if (v != NT_PLACE_REST_GO) {
+        rest_cancel(p, proc, x, nt_place_rest_verdict_to_string(v));
+        return;
+    }
+    if (!move_all(p, w, procs, proc, x, topo, x->rest.dest_node, true, now))
+        x->rest.pending = false;
 }
 
 static void act(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *procs, const struct nt_proc *proc,
-                struct placed *x, const struct nt_topology *topo, bool advise, uint64_t now)
+                struct placed *x, const struct nt_topology *topo, const struct cycle_input *in,
+                const struct nt_config *cfg, uint64_t now)
 {
+    bool advise = cfg->mode == NT_MODE_ADVISE;
     const struct nt_place_decision *d = &x->last;
     bool same_as_before = x->last_action == d->action && x->last_action_node == d->dest_node;
     x->acted = *d;
@@ -489,10 +658,12 @@ static void act(struct nt_placer *p, struct nt_watch *w, const struct nt_procs *
         snprintf(x->last_result, sizeof(x->last_result), "process gone before the move");
         return;
     }
-    if (d->action == NT_PLACE_MOVE_THREADS)
+    if (d->action == NT_PLACE_MOVE_THREADS) {
+        rest_cancel(p, proc, x, "its threads move instead");
         move_threads(p, procs, proc, x, topo, d->dest_node, now);
-    else
-        move_pages(p, w, procs, proc, x, topo, d->dest_node, now);
+    } else {
+        move_pages(p, w, procs, proc, x, topo, in->nodes, cfg->move_cold, d->dest_node, now);
+    }
 }
 
 static const struct nt_proc_heat *heat_of(const struct nt_heat_snapshot *s, uint32_t id)
@@ -527,7 +698,9 @@ static void decide_one(struct nt_placer *p, struct nt_watch *w, const struct nt_
     x->decided = true;
     p->decisions++;
     if (x->last.action != NT_PLACE_NONE)
-        act(p, w, procs, proc, x, topo, cfg->mode == NT_MODE_ADVISE, sys->now_usec);
+        act(p, w, procs, proc, x, topo, in, cfg, sys->now_usec);
+    else if (x->rest.pending)
+        continue_rest(p, w, procs, proc, x, topo, in, cfg->mode == NT_MODE_ADVISE, sys->now_usec);
 }
 
 /* For tiering: may this process's pages move? */
@@ -584,6 +757,8 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
     }
     free_input(&in);
     nt_heat_snapshot_free(snap);
+    nt_heat_snapshot_free(p->pages_snap);
+    p->pages_snap = NULL;
     return r;
 }
 
@@ -628,6 +803,9 @@ struct json_object *nt_placer_status_json(const struct nt_placer *p)
     json_object_object_add(o, "threads_moved", json_object_new_uint64(p->threads_moved));
     json_object_object_add(o, "page_moves", json_object_new_uint64(p->page_moves));
     json_object_object_add(o, "pages_moved", json_object_new_uint64(p->pages_moved));
+    json_object_object_add(o, "hot_first_moves", json_object_new_uint64(p->hot_first_moves));
+    json_object_object_add(o, "rest_moves", json_object_new_uint64(p->rest_moves));
+    json_object_object_add(o, "rests_cancelled", json_object_new_uint64(p->rests_cancelled));
     json_object_object_add(o, "advised", json_object_new_uint64(p->advised));
     json_object_object_add(o, "failed", json_object_new_uint64(p->failed));
     json_object_object_add(o, "tiering", nt_tierer_status_json(p->tierer));
@@ -688,6 +866,15 @@ static struct json_object *placed_json(const struct placed *x, const struct nt_p
     json_object_object_add(o, "last_action", json_object_new_string(nt_place_action_to_string(x->last_action)));
     json_object_object_add(o, "last_action_node", json_object_new_int(x->last_action_node));
     json_object_object_add(o, "last_result", json_object_new_string(x->last_result));
+    struct json_object *rest = NULL;
+    if (x->rest.pending) {
+        rest = json_object_new_object();
+        json_object_object_add(rest, "node", json_object_new_int(x->rest.dest_node));
+        json_object_object_add(rest, "thread_node", json_object_new_int(x->rest.thread_node));
+        json_object_object_add(rest, "since_usec", json_object_new_uint64(x->rest.since_usec));
+        json_object_object_add(rest, "hot_pages_moved", json_object_new_uint64(x->rest_hot_moved));
+    }
+    json_object_object_add(o, "pending_rest", rest);
     return o;
 }
 
@@ -719,6 +906,22 @@ struct json_object *nt_placer_plan_json(const struct nt_placer *p)
     for (size_t i = 0; i < p->nr_procs; i++) {
         const struct placed *x = &p->procs[i];
         const struct nt_place_decision *d = &x->last;
+        if (x->decided && d->action == NT_PLACE_NONE && x->rest.pending) {
+            /* The rest of a page move whose hot pages went first. */
+            char why[96];
+            snprintf(why, sizeof(why), "the rest of a page move, after %" PRIu64 " hot pages", x->rest_hot_moved);
+            struct json_object *e = json_object_new_object();
+            json_object_object_add(e, "pid", json_object_new_int(x->pid));
+            json_object_object_add(e, "comm", json_object_new_string(x->comm));
+            json_object_object_add(e, "action", json_object_new_string(nt_place_action_to_string(NT_PLACE_MOVE_PAGES)));
+            json_object_object_add(e, "node", json_object_new_int(x->rest.dest_node));
+            json_object_object_add(e, "state", json_object_new_string("rest"));
+            json_object_object_add(e, "reason", json_object_new_string(nt_place_reason_to_string(d->reason)));
+            json_object_object_add(e, "why", json_object_new_string(why));
+            json_object_object_add(e, "result", json_object_new_string(x->last_result));
+            json_object_array_add(list, e);
+            continue;
+        }
         if (!x->decided || (d->action == NT_PLACE_NONE && d->candidate == NT_PLACE_NONE))
             continue;
         struct json_object *e = json_object_new_object();

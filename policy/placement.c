@@ -691,3 +691,89 @@ int nt_place_schedule(const struct nt_place_page_move *proposed, size_t nr_propo
     }
     return (int)s.nr_steps;
 }
+
+/* ---- a page move: hot pages first, then the rest ---------------------------- */
+
+struct hot_pick {
+    uint64_t vaddr;
+    double heat;
+};
+
+static int by_heat_then_vaddr(const void *a, const void *b)
+{
+    const struct hot_pick *x = a, *y = b;
+    if (x->heat != y->heat)
+        return x->heat > y->heat ? -1 : 1;
+    return (x->vaddr > y->vaddr) - (x->vaddr < y->vaddr);
+}
+
+long nt_place_pick_hot(const struct nt_place_page *pages, size_t n, const struct nt_place_node *nodes,
+                       unsigned nr_nodes, int dest, double min_heat, size_t max, uint64_t *out)
+{
+    if (n == 0 || max == 0)
+        return 0;
+    _cleanup_free_ struct hot_pick *c = malloc(n * sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct nt_place_page *pg = &pages[i];
+        if (pg->node < 0 || pg->node == dest || !(pg->heat >= min_heat))
+            continue;
+        int pos = pos_of(nodes, nr_nodes, pg->node);
+        if (pos < 0 || nodes[pos].slow)
+            continue;
+        c[k++] = (struct hot_pick){ .vaddr = pg->vaddr, .heat = pg->heat };
+    }
+    qsort(c, k, sizeof(*c), by_heat_then_vaddr);
+    if (k > max)
+        k = max;
+    for (size_t i = 0; i < k; i++)
+        out[i] = c[i].vaddr;
+    return (long)k;
+}
+
+const char *nt_place_rest_verdict_to_string(enum nt_place_rest_verdict v)
+{
+    static const char *const names[] = {
+        [NT_PLACE_REST_GO] = "go",
+        [NT_PLACE_REST_WAIT] = "wait",
+        [NT_PLACE_REST_GONE] = "process gone",
+        [NT_PLACE_REST_ADVISE] = "mode advise",
+        [NT_PLACE_REST_PINNED] = "pages pinned",
+        [NT_PLACE_REST_MAINTENANCE] = "destination under maintenance",
+        [NT_PLACE_REST_NODE_GONE] = "node gone",
+        [NT_PLACE_REST_NO_ROOM] = "no room on destination",
+        [NT_PLACE_REST_THREADS_MOVED] = "threads moved",
+    };
+    return (unsigned)v < sizeof(names) / sizeof(names[0]) && names[v] ? names[v] : "unknown";
+}
+
+enum nt_place_rest_verdict nt_place_rest_check(const struct nt_place_rest *rest,
+                                               const struct nt_place_node *nodes, unsigned nr_nodes,
+                                               const unsigned *threads_on, bool alive, bool advise,
+                                               bool pages_pinned, uint64_t now_usec)
+{
+    if (now_usec <= rest->since_usec)
+        return NT_PLACE_REST_WAIT;
+    if (!alive)
+        return NT_PLACE_REST_GONE;
+    if (advise)
+        return NT_PLACE_REST_ADVISE;
+    if (pages_pinned)
+        return NT_PLACE_REST_PINNED;
+    int d = pos_of(nodes, nr_nodes, rest->dest_node);
+    int t = pos_of(nodes, nr_nodes, rest->thread_node);
+    if (d >= 0 && nodes[d].maintenance)
+        return NT_PLACE_REST_MAINTENANCE;
+    if (d < 0 || t < 0)
+        return NT_PLACE_REST_NODE_GONE;
+    if (nodes[d].free_pages < nodes[d].low_watermark_pages)
+        return NT_PLACE_REST_NO_ROOM;
+    if (!threads_on || threads_on[t] == 0)
+        return NT_PLACE_REST_THREADS_MOVED;
+    for (unsigned i = 0; i < nr_nodes; i++)
+        if (threads_on[i] > threads_on[t])
+            return NT_PLACE_REST_THREADS_MOVED;
+    return NT_PLACE_REST_GO;
+}

@@ -73,6 +73,7 @@ struct nt_config {
     unsigned c_thread_us;           /* c_thread: us per thread moved; 0 = measure */
     bool move_bound_pages;          /* move_bound_pages */
     bool restore_on_exit;           /* restore_on_exit */
+    bool move_cold;                 /* move_cold: after the hot pages, the rest of the process */
     /* [tiering] */
     bool tiering;                   /* enabled */
     unsigned hot_heat;              /* hot_heat: heat at or above which a page is hot */

@@ -227,3 +227,58 @@ int nt_place_schedule(const struct nt_place_page_move *proposed, size_t nr_propo
                       const struct nt_place_node *nodes, unsigned nr_nodes,
                       uint64_t budget_pages, struct nt_place_page_move *steps,
                       size_t max_steps, struct nt_place_schedule_stats *stats);
+
+/* ---- a page move: hot pages first, then the rest ---------------------------- */
+
+/* A MOVE_PAGES decision is carried out in two parts: first the process's
+ * known hot pages (move_pages(2), hottest first, under the budget), then,
+ * on a later cycle, the rest of its memory on the other fast nodes
+ * (migrate_pages(2)), unless the rest is cancelled meanwhile. */
+
+struct nt_place_page {
+    uint64_t vaddr;
+    double heat;                     /* decayed accesses */
+    int node;                        /* node id; < 0 unknown */
+};
+
+/* Which of a process's known pages go first in a page move to dest: those
+ * with heat >= min_heat whose node is known, is one of nodes[], and is
+ * neither dest nor a slow tier (slow tiers are tiering's), hottest first
+ * (ties: lower address first), at most max. Writes their addresses to
+ * out[0 .. max) and returns how many, or -ENOMEM. */
+long nt_place_pick_hot(const struct nt_place_page *pages, size_t n, const struct nt_place_node *nodes,
+                       unsigned nr_nodes, int dest, double min_heat, size_t max, uint64_t *out);
+
+/* The rest of a page move, kept per process between cycles. */
+struct nt_place_rest {
+    bool pending;
+    int dest_node;                   /* where the hot pages went */
+    int thread_node;                 /* where most threads ran then (dest, unless dest had no room) */
+    uint64_t since_usec;             /* when the hot pages moved */
+};
+
+enum nt_place_rest_verdict {
+    NT_PLACE_REST_GO = 0,            /* move the rest now */
+    NT_PLACE_REST_WAIT,              /* not in the cycle the hot pages moved */
+    NT_PLACE_REST_GONE,              /* the process exited (or is another instance) */
+    NT_PLACE_REST_ADVISE,            /* mode advise: nothing moves */
+    NT_PLACE_REST_PINNED,            /* its pages are bound now */
+    NT_PLACE_REST_MAINTENANCE,       /* dest is under maintenance */
+    NT_PLACE_REST_NODE_GONE,         /* dest or the thread node is not in the topology */
+    NT_PLACE_REST_NO_ROOM,           /* dest is below its low watermark */
+    NT_PLACE_REST_THREADS_MOVED,     /* most threads no longer run on thread_node */
+};
+
+/* "go", "wait", "process gone", "mode advise", "pages pinned",
+ * "destination under maintenance", "node gone", "no room on destination",
+ * "threads moved". */
+const char *nt_place_rest_verdict_to_string(enum nt_place_rest_verdict v);
+
+/* Whether the pending rest goes now, waits, or is cancelled (any verdict
+ * past WAIT), checked in the order of the enum. threads_on[nr_nodes] (by
+ * position) counts the process's threads on each node now: the rest goes
+ * only while no node has more of them than thread_node. */
+enum nt_place_rest_verdict nt_place_rest_check(const struct nt_place_rest *rest,
+                                               const struct nt_place_node *nodes, unsigned nr_nodes,
+                                               const unsigned *threads_on, bool alive, bool advise,
+                                               bool pages_pinned, uint64_t now_usec);

@@ -1,7 +1,10 @@
 /* The placer: each cycle, turns the watch pipeline's per-process heat into
  * placement decisions (policy/placement.c) and, in enforce mode, into moves
- * (daemon/mover.c). It keeps the last decision per process for `explain`,
- * the cycle's actions for `plan`, and the costs it decided with. */
+ * (daemon/mover.c). A page move takes the process's known hot pages first
+ * (move_pages, hottest first) and, with [placement] move_cold, the rest of
+ * its memory on the other fast nodes a cycle or more later (migrate_pages).
+ * It keeps the last decision per process for `explain`, the cycle's
+ * actions for `plan`, and the costs it decided with. */
 #pragma once
 
 #include <sched.h>
@@ -31,11 +34,14 @@ int nt_placer_cycle(struct nt_placer *p, struct nt_watch *w, const struct nt_con
 
 /* {"costs":{...},"counters":{...},"mover":{...}} for status. */
 struct json_object *nt_placer_status_json(const struct nt_placer *p);
-/* The last decision about pid with every number behind it; NULL with
+/* The last decision about pid with every number behind it, and
+ * "pending_rest" ({"node","thread_node","since_usec","hot_pages_moved"},
+ * or null): the rest of a page move whose hot pages went first. NULL with
  * *err set (-ESRCH: not watched) when there is none. */
 struct json_object *nt_placer_explain_json(const struct nt_placer *p, const struct nt_watch *w,
                                            const struct nt_config *cfg, pid_t pid, int *err);
-/* The actions of the last cycle and those waiting on hysteresis. */
+/* The actions of the last cycle, those waiting on hysteresis, and the
+ * rests of page moves still to come (state "rest"). */
 struct json_object *nt_placer_plan_json(const struct nt_placer *p);
 /* Put pid's original affinity back; returns threads restored or -errno. */
 int nt_placer_restore(struct nt_placer *p, pid_t pid);

@@ -814,6 +814,25 @@ static void test_offline_keys(void **state)
     assert_int_equal(nt_config_load(&c, z, true, NULL, &err), -ERANGE);
 }
 
+/* [placement] move_cold: the rest of a page move follows its hot pages. */
+static void test_move_cold(void **state)
+{
+    struct dir *d = *state;
+    struct nt_config c;
+    nt_config_init(&c);
+    assert_true(c.move_cold);
+    nt_config_done(&c);
+    _cleanup_free_ char *p = put(d, "main.conf", "[placement]\nmove_cold = no\n");
+    c = load_ok(p, true, NULL);
+    assert_false(c.move_cold);
+    assert_origin(&c, "placement", "move_cold", p, 2);
+    nt_config_done(&c);
+    _cleanup_free_ char *q = put(d, "bad.conf", "[placement]\nmove_cold = some\n");
+    struct nt_config_error err = { "" };
+    assert_int_equal(nt_config_load(&c, q, true, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "move_cold"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -837,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_sample_config_documents_every_key),
         cmocka_unit_test(test_man_page_documents_every_key),
         cmocka_unit_test_setup_teardown(test_offline_keys, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_move_cold, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

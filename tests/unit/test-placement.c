@@ -945,6 +945,131 @@ static void test_maintenance_balance_and_schedule(void **state)
     assert_int_equal(st.moves_deferred, 1);
 }
 
+/* ---- a page move: hot pages first, then the rest ---------------------------- */
+
+/* Three fast nodes (0-2) and a slow one (3). */
+static void nodes_for_hot(struct nt_place_node *nodes)
+{
+    for (int i = 0; i < 4; i++)
+        nodes[i] = (struct nt_place_node){
+            .id = i, .nr_cpus = i < 3 ? 16 : 0, .free_pages = 800000, .total_pages = 1u << 20,
+            .low_watermark_pages = 20000, .slow = i == 3,
+        };
+}
+
+static void test_pick_hot_from_other_fast_nodes(void **state)
+{
+    (void)state;
+    struct nt_place_node nodes[4];
+    nodes_for_hot(nodes);
+    const struct nt_place_page pages[] = {
+        { .vaddr = 0x1000, .heat = 50, .node = 1 },
+        { .vaddr = 0x2000, .heat = 90, .node = 0 },    /* on dest already */
+        { .vaddr = 0x3000, .heat = 80, .node = 3 },    /* slow tier: tiering's */
+        { .vaddr = 0x4000, .heat = 70, .node = -1 },   /* node not known */
+        { .vaddr = 0x5000, .heat = 60, .node = 2 },
+        { .vaddr = 0x6000, .heat = 0.5, .node = 1 },   /* not hot */
+        { .vaddr = 0x7000, .heat = 99, .node = 7 },    /* not in the topology */
+        { .vaddr = 0x8000, .heat = 1, .node = 2 },     /* just hot */
+    };
+    uint64_t out[8];
+    long n = nt_place_pick_hot(pages, 8, nodes, 4, 0, 1.0, 8, out);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0], 0x5000);                  /* hottest first */
+    assert_int_equal(out[1], 0x1000);
+    assert_int_equal(out[2], 0x8000);
+}
+
+static void test_pick_hot_order_and_cap(void **state)
+{
+    (void)state;
+    struct nt_place_node nodes[4];
+    nodes_for_hot(nodes);
+    /* Not sorted on input; ties go by address. */
+    const struct nt_place_page pages[] = {
+        { .vaddr = 0x9000, .heat = 5, .node = 1 },
+        { .vaddr = 0x3000, .heat = 20, .node = 1 },
+        { .vaddr = 0x5000, .heat = 5, .node = 2 },
+        { .vaddr = 0x1000, .heat = 10, .node = 1 },
+    };
+    uint64_t out[4];
+    assert_int_equal(nt_place_pick_hot(pages, 4, nodes, 4, 0, 1.0, 3, out), 3);
+    assert_int_equal(out[0], 0x3000);
+    assert_int_equal(out[1], 0x1000);
+    assert_int_equal(out[2], 0x5000);
+    /* Another destination: its own pages stay out. */
+    assert_int_equal(nt_place_pick_hot(pages, 4, nodes, 4, 1, 1.0, 4, out), 1);
+    assert_int_equal(out[0], 0x5000);
+    /* Nothing to pick. */
+    assert_int_equal(nt_place_pick_hot(pages, 0, nodes, 4, 0, 1.0, 4, out), 0);
+    assert_int_equal(nt_place_pick_hot(pages, 4, nodes, 4, 0, 1.0, 0, out), 0);
+    assert_int_equal(nt_place_pick_hot(pages, 4, nodes, 4, 0, 100.0, 4, out), 0);
+}
+
+static void test_rest_goes_on_a_later_cycle(void **state)
+{
+    (void)state;
+    struct nt_place_node nodes[4];
+    nodes_for_hot(nodes);
+    unsigned threads_on[4] = { 2, 0, 0, 0 };
+    struct nt_place_rest rest = { .pending = true, .dest_node = 0, .thread_node = 0, .since_usec = 10 * SEC };
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, 10 * SEC),
+                     NT_PLACE_REST_WAIT);
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, 9 * SEC),
+                     NT_PLACE_REST_WAIT);
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, 11 * SEC),
+                     NT_PLACE_REST_GO);
+    assert_string_equal(nt_place_rest_verdict_to_string(NT_PLACE_REST_GO), "go");
+    /* A tie with another node still counts as running there. */
+    threads_on[1] = 2;
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, 11 * SEC),
+                     NT_PLACE_REST_GO);
+    /* dest was a room fallback: the threads are on node 1, the pages go to 0. */
+    unsigned on1[4] = { 0, 3, 0, 0 };
+    struct nt_place_rest fb = { .pending = true, .dest_node = 0, .thread_node = 1, .since_usec = 0 };
+    assert_int_equal(nt_place_rest_check(&fb, nodes, 4, on1, true, false, false, SEC), NT_PLACE_REST_GO);
+}
+
+static void test_rest_called_off(void **state)
+{
+    (void)state;
+    struct nt_place_node nodes[4];
+    nodes_for_hot(nodes);
+    unsigned threads_on[4] = { 2, 0, 0, 0 };
+    const struct nt_place_rest rest = { .pending = true, .dest_node = 0, .thread_node = 0, .since_usec = 0 };
+    uint64_t now = SEC;
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, false, false, false, now),
+                     NT_PLACE_REST_GONE);
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, true, false, now),
+                     NT_PLACE_REST_ADVISE);
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, true, now),
+                     NT_PLACE_REST_PINNED);
+    nodes[0].maintenance = true;
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, now),
+                     NT_PLACE_REST_MAINTENANCE);
+    assert_string_equal(nt_place_rest_verdict_to_string(NT_PLACE_REST_MAINTENANCE),
+                        "destination under maintenance");
+    nodes[0].maintenance = false;
+    nodes[0].free_pages = 19999;
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, threads_on, true, false, false, now),
+                     NT_PLACE_REST_NO_ROOM);
+    nodes[0].free_pages = 800000;
+    /* Most threads now on node 1 (moved, or the scheduler moved them). */
+    unsigned moved[4] = { 1, 2, 0, 0 };
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, moved, true, false, false, now),
+                     NT_PLACE_REST_THREADS_MOVED);
+    unsigned none[4] = { 0, 0, 0, 0 };
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, none, true, false, false, now),
+                     NT_PLACE_REST_THREADS_MOVED);
+    assert_int_equal(nt_place_rest_check(&rest, nodes, 4, NULL, true, false, false, now),
+                     NT_PLACE_REST_THREADS_MOVED);
+    /* dest no longer in the topology (hot-removed). */
+    const struct nt_place_rest gone = { .pending = true, .dest_node = 9, .thread_node = 0, .since_usec = 0 };
+    assert_int_equal(nt_place_rest_check(&gone, nodes, 4, threads_on, true, false, false, now),
+                     NT_PLACE_REST_NODE_GONE);
+    assert_string_equal(nt_place_rest_verdict_to_string((enum nt_place_rest_verdict)99), "unknown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -980,6 +1105,10 @@ int main(void)
         cmocka_unit_test(test_maintenance_fallback_skips_node),
         cmocka_unit_test(test_maintenance_stops_a_streak),
         cmocka_unit_test(test_maintenance_balance_and_schedule),
+        cmocka_unit_test(test_pick_hot_from_other_fast_nodes),
+        cmocka_unit_test(test_pick_hot_order_and_cap),
+        cmocka_unit_test(test_rest_goes_on_a_later_cycle),
+        cmocka_unit_test(test_rest_called_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

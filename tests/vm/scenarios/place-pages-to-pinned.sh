@@ -7,7 +7,8 @@
 # pins it to node 0's CPU, an explicit affinity. numatierd must move the
 # pages to node 0 and leave the threads where the user put them: at least
 # 95% of the pages local within a bounded time, the affinity unchanged,
-# `explain` naming the affinity as the reason, and the data intact.
+# `explain` naming the affinity as the reason, and the data intact. The
+# known hot pages move first (move_pages), the rest on a later cycle.
 #
 # Under TCG a remote access costs no more than a local one while moving a
 # page costs ~45 us, and DAMON's access counts are lower bounds; so the
@@ -37,6 +38,16 @@ wait_until 90 local_enough || {
     numatierctl status; fail "pages not local after 90 s: node0=$(state_get "$MEMHOG_STATE" node0) node1=$(state_get "$MEMHOG_STATE" node1)"
 }
 echo "95% local after $(( $(date +%s) - T0 )) s: node0=$(state_get "$MEMHOG_STATE" node0) node1=$(state_get "$MEMHOG_STATE" node1)"
+
+# Hot pages first: move_pages(2) of the known hot pages, then on a later
+# cycle the rest of the process with migrate_pages(2) ([placement]
+# move_cold = yes, the default).
+grep "placement:" "$NT_DAEMON_LOG"
+hot_line=$(grep -n "placement: pid $PID .*: moved [0-9]* hot pages to node 0" "$NT_DAEMON_LOG" | head -n 1 | cut -d: -f1)
+rest_line=$(grep -n "placement: pid $PID .*: moved [0-9]* pages to node 0 (the rest" "$NT_DAEMON_LOG" | head -n 1 | cut -d: -f1)
+[ -n "$hot_line" ] || fail "the daemon log shows no hot pages moved first"
+[ -n "$rest_line" ] || fail "the daemon log shows no move of the rest"
+[ "$hot_line" -lt "$rest_line" ] || fail "the rest moved before the hot pages (log lines $rest_line, $hot_line)"
 
 mask=$(taskset -p "$PID" | sed 's/.*: //')
 [ "$mask" = 1 ] || fail "numatierd changed the user's affinity: mask $mask"
