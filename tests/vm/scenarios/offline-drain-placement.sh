@@ -13,7 +13,7 @@
 # 1. Placement pins W to node 1's CPU (it wants node 1).
 # 2. `drain node 1`: W's thread goes to node 0 (placement's pin is not the
 #    user's), P keeps the user's affinity, all their pages leave node 1.
-# 3. For 15 s (many cycles past hysteresis 2) W stays allowed only node
+# 3. For 8 s (many cycles past hysteresis 2) W stays allowed only node
 #    0's CPU, no page of W or P comes back to node 1, though placement
 #    wants P's pages next to P's threads: then `explain P` says node 1 is
 #    under maintenance, `explain W` says its affinity is the drain's (not
@@ -73,10 +73,10 @@ for w in "W $W $W_STATE $PAGES_W" "P $P $P_STATE $PAGES_P"; do
 done
 echo "2. drained: W allowed $(allowed "$W"), P allowed $(allowed "$P"); no page on node 1"
 
-# 3. Maintenance holds for 15 s from the drain's end, while placement
+# 3. Maintenance holds for 8 s from the drain's end, while placement
 #    (fresh page locations after the job: a cycle or two) wants P's pages
 #    on node 1, next to P's threads.
-T_END=$(( $(date +%s) + 15 ))
+T_END=$(( $(date +%s) + 8 ))
 checks=0
 while [ "$(date +%s)" -lt "$T_END" ]; do
     [ "$(allowed "$W")" = "$CPUS0" ] || fail "W's threads were allowed back onto node 1: $(allowed "$W")"
@@ -88,7 +88,7 @@ while [ "$(date +%s)" -lt "$T_END" ]; do
     checks=$((checks + 1))
     sleep 0.5
 done
-echo "3. for 15 s ($checks looks): W allowed $(allowed "$W"), no page of W or P on node 1. Placement's view:"
+echo "3. for 8 s ($checks looks): W allowed $(allowed "$W"), no page of W or P on node 1. Placement's view:"
 held_back() {
     numatierctl explain "$P" --json > /tmp/explainP.json
     [ "$(json_get /tmp/explainP.json reason)" = maintenance ]
