@@ -150,8 +150,6 @@ static struct frame_slot *frame_find(struct nt_rasd *r, uint64_t pfn)
     return NULL;
 }
 
-/* The frame's policy state; new ones start from what the ledger says, so a
- * frame offlined before a restart is not acted on twice. */
 /* A block's escalation state: proposed once per block, whichever of its
  * frames crosses the line. NULL without memory. */
 static struct nt_ecc_block *block_get(struct nt_rasd *r, uint64_t block)
@@ -172,6 +170,8 @@ static struct nt_ecc_block *block_get(struct nt_rasd *r, uint64_t block)
     return b;
 }
 
+/* The frame's policy state; new ones start from what the ledger says, so a
+ * frame offlined before a restart is not acted on twice. */
 static struct frame_slot *frame_get(struct nt_rasd *r, uint64_t pfn)
 {
     struct frame_slot *s = frame_find(r, pfn);
@@ -335,7 +335,10 @@ static bool offline_block(struct nt_rasd *r, uint64_t block)
         snprintf(result, sizeof(result), "refused: %s", msg);
     if (r->ledger && nt_ledger_action_end(r->ledger, id, err == 0, result, -err, nt_realtime_usec()) < 0)
         r->ledger_errors++;
-    err == 0 ? r->blocks_started++ : err != -EBUSY ? r->blocks_refused++ : 0;
+    if (err == 0)
+        r->blocks_started++;
+    else if (err != -EBUSY)
+        r->blocks_refused++;
     journal_block(block, result, outcome, job);
     log_notice("ras: memory block %" PRIu64 ": %s", block, result);
     return err != -EBUSY;
