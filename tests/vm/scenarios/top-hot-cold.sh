@@ -42,26 +42,42 @@ sleep 5
 numatierctl top --once
 top_lines 4096 > /tmp/top.txt
 
-# 1. Hot pages rank above cold ones. DAMON estimates heat per region, and a
-#    region may straddle the hot/cold boundary, so the test is statistical:
-#    the 64 hottest pages all lie in the hot quarter, at least 95% of the 1024
-#    hottest do (the local workload has 8192 pages, 2048 of them hot, and top
-#    lists up to 4096 so cold pages show when they carry any heat), and the
-#    hot quarter holds at least 80% of the listed heat (pages never seen
-#    accessed are not listed at all). Typical run: 1600 hot pages with 1.5 M,
-#    400-850 cold pages with 35-120 k.
+# 1. Hot pages rank above cold ones. Only the buffer's pages are ranked:
+#    memhog's stack and data pages are accessed on every pass and rightly
+#    rank hot, but they are neither of the buffer's quarters. DAMON estimates
+#    heat per region and every page of a region gets the region's heat, so a
+#    region straddling the hot/cold boundary lends heat to the cold pages just
+#    past it (the buffer's cold pages are never touched after the first fill:
+#    those listed carry heat that way). The test is therefore statistical,
+#    with the boundary allowed for: of the buffer's 64 hottest pages at least
+#    62 lie in the hot quarter and any other lies within 1 MiB after it; at
+#    least 95% of the 1024 hottest do (the local workload has 8192 pages, 2048
+#    of them hot, and top lists up to 4096 so cold pages show when they carry
+#    any heat); and the hot quarter holds at least 80% of the listed heat
+#    (pages never seen accessed are not listed at all). Typical run: 1600-1900
+#    hot pages with 1.5 M, 400-850 cold pages with 35-120 k. A ranking that
+#    ignored heat would put a quarter of the 64 in the hot quarter.
 addr=$(state_get "$LOCAL_STATE" addr)
 hot_end=$(state_get "$LOCAL_STATE" hot_end)
-verdict=$(awk -v p="$LOCAL_PID" -v lo="$addr" -v hi="$hot_end" '
+buf_end=$((addr + $(state_get "$LOCAL_STATE" pages) * 4096))
+verdict=$(awk -v p="$LOCAL_PID" -v lo="$addr" -v hi="$hot_end" -v end="$buf_end" '
     $1 == p && $2 == "page" {
-        n++; va = $3 + 0; h = $4 + 0
-        if (va >= lo && va < hi) { hot++; hsum += h; if (n <= 64) top64++; if (n <= 1024) top1k++ }
-        else { cold++; csum += h }
+        va = $3 + 0; h = $4 + 0; rank++
+        if (va < lo || va >= end) { if (!other++) other_rank = rank; next }
+        n++
+        if (va < hi) { hot++; hsum += h; if (n <= 64) top64++; if (n <= 1024) top1k++; next }
+        cold++; csum += h
+        if (n <= 64) {
+            off = (va - hi) / 1024
+            intruders = intruders sprintf(" +%.0fKiB", off)
+            if (off >= 1024) far++
+        }
     }
     END {
-        if (top64 < 64) { print "only " top64 " of the 64 hottest pages are in the hot quarter"; exit }
+        if (intruders != "") print "cold pages among the 64 hottest, past the hot end by:" intruders > "/dev/stderr"
+        if (top64 < 62 || far > 0) { print "only " top64 " of the 64 hottest pages are in the hot quarter (" far + 0 " far from it)"; exit }
         if (n >= 1024 && top1k < 973) { print "only " top1k " of the 1024 hottest pages are in the hot quarter"; exit }
-        stats = sprintf("%d hot pages listed (heat %.0f), %d cold (heat %.0f), %d of the 1024 hottest are hot", hot, hsum, cold, csum, top1k)
+        stats = sprintf("%d hot pages listed (heat %.0f), %d cold (heat %.0f), %d outside the buffer (the hottest ranked %d); %d of the 64 and %d of the 1024 hottest are hot", hot, hsum, cold, csum, other, other_rank, top64, top1k)
         if (hsum < 4 * csum) { print "the hot quarter holds under 80% of the heat: " stats; exit }
         print "ok " stats
     }' /tmp/top.txt)
