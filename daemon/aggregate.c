@@ -576,6 +576,19 @@ void nt_aggregate_invalidate_all_nodes(struct nt_aggregate *a)
         invalidate(a, 0);
 }
 
+void nt_aggregate_invalidate_pages(struct nt_aggregate *a, uint32_t proc_id, const uint64_t *vaddrs, size_t n)
+{
+    if (!a || proc_id == 0 || a->pages.count == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct page_entry *e = &a->pages.slots[table_probe(&a->pages, proc_id, vaddrs[i] >> a->page_shift)];
+        if (e->proc_id == 0)
+            continue;                     /* never sampled: nothing known */
+        e->node = NODE_UNKNOWN;
+        e->node_stamp = 0;
+    }
+}
+
 void nt_aggregate_forget(struct nt_aggregate *a, uint32_t proc_id)
 {
     if (!a || proc_id == 0)

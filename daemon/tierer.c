@@ -344,8 +344,11 @@ static void move_group(struct nt_tierer *t, struct nt_mover *mover, struct nt_wa
                     proc->comm, n, m[0].to, strerror(-r));
         return;
     }
+    /* Only these pages moved: the process's other known nodes stay valid
+     * (forgetting them all each cycle starved both the lookups and the
+     * per-node access counts while pages were being promoted). */
     if (res.moved)
-        nt_watch_pages_moved(w, proc->id);
+        nt_watch_some_pages_moved(w, proc->id, va, n);
     if (m[0].kind == NT_TIER_PROMOTE)
         t->promoted += res.moved;
     else

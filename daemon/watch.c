@@ -316,6 +316,11 @@ void nt_watch_pages_moved(struct nt_watch *w, uint32_t proc_id)
     nt_aggregate_invalidate_nodes(w->agg, proc_id);
 }
 
+void nt_watch_some_pages_moved(struct nt_watch *w, uint32_t proc_id, const uint64_t *vaddrs, size_t n)
+{
+    nt_aggregate_invalidate_pages(w->agg, proc_id, vaddrs, n);
+}
+
 void nt_watch_all_pages_moved(struct nt_watch *w)
 {
     nt_aggregate_invalidate_all_nodes(w->agg);

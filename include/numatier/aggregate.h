@@ -83,6 +83,10 @@ typedef int (*nt_page_node_fn)(pid_t pid, size_t n, const uint64_t *vaddrs, int 
 void nt_aggregate_invalidate_nodes(struct nt_aggregate *a, uint32_t proc_id);
 /* The same for every process. */
 void nt_aggregate_invalidate_all_nodes(struct nt_aggregate *a);
+/* Only these pages of the process moved (move_pages): their nodes are
+ * unknown again, the others keep theirs, so its accesses stay attributed
+ * and the next lookups go to the pages that moved. */
+void nt_aggregate_invalidate_pages(struct nt_aggregate *a, uint32_t proc_id, const uint64_t *vaddrs, size_t n);
 
 /* Look up the node of up to max_pages pages whose node is unknown or stale,
  * hottest first, batched per process. pid_of maps an instance id to its

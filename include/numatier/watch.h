@@ -38,6 +38,8 @@ int nt_watch_snapshot(struct nt_watch *w, uint64_t now_usec, size_t top_pages,
                       struct nt_heat_snapshot **out);
 /* Pages of this process moved: forget where they were. */
 void nt_watch_pages_moved(struct nt_watch *w, uint32_t proc_id);
+/* Just these pages of it moved (move_pages): forget where they were. */
+void nt_watch_some_pages_moved(struct nt_watch *w, uint32_t proc_id, const uint64_t *vaddrs, size_t n);
 /* Pages of any process may have moved (an offline or drain job): forget
  * where every page was. */
 void nt_watch_all_pages_moved(struct nt_watch *w);

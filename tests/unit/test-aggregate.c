@@ -592,6 +592,37 @@ static void test_invalidate_nodes(void **state)
     assert_int_equal(f.nr_calls, 2);
 }
 
+/* move_pages moved some pages: only theirs are unknown and asked anew. */
+static void test_invalidate_pages(void **state)
+{
+    (void)state;
+    _cleanup_agg_ struct nt_aggregate *a = make(1024, 2);
+    nt_aggregate_invalidate_pages(a, 1, (uint64_t[]){ va(0) }, 1);   /* empty table */
+    for (unsigned i = 0; i < 10; i++) {
+        add(a, 1, i, 100, -1, NT_MEM_SRC_UNKNOWN, T0);
+        add(a, 2, i, 100, -1, NT_MEM_SRC_UNKNOWN, T0);
+    }
+    struct fake f = { 0 };
+    assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &f), 20);
+    /* pages 4 and 5 of instance 1 moved; 42 was never sampled; page 4 of
+     * instance 2 is another process's */
+    nt_aggregate_invalidate_pages(a, 1, (uint64_t[]){ va(4), va(5), va(42) }, 3);
+    nt_aggregate_invalidate_pages(NULL, 1, (uint64_t[]){ va(4) }, 1);
+    nt_aggregate_invalidate_pages(a, 0, (uint64_t[]){ va(4) }, 1);
+    _cleanup_snap_ struct nt_heat_snapshot *s = snap(a, T0, 16, NULL, NULL);
+    const struct nt_proc_heat *p1 = proc_of(s, 1), *p2 = proc_of(s, 2);
+    assert_int_equal(p1->unknown_node_pages, 3);          /* 4, 5 and the fake's error on 3 */
+    assert_int_equal(p1->hot_pages[0], 4);                /* 0 2 6 8 */
+    assert_int_equal(p1->hot_pages[1], 3);                /* 1 7 9 */
+    assert_int_equal(p2->unknown_node_pages, 1);
+    f = (struct fake){ 0 };
+    assert_int_equal(nt_aggregate_refresh_nodes(a, T0, 100, pid_of, NULL, fake_nodes, &f), 2);
+    assert_int_equal(f.nr_calls, 1);
+    assert_int_equal(f.calls[0].pid, 1001);
+    assert_int_equal(f.calls[0].first, va(4));
+    assert_int_equal(f.calls[0].last, va(5));
+}
+
 /* ---- snapshot ------------------------------------------------------------------------ */
 
 static void test_snapshot_order(void **state)
@@ -779,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_region_capped),
         cmocka_unit_test(test_refresh_nodes),
         cmocka_unit_test(test_invalidate_nodes),
+        cmocka_unit_test(test_invalidate_pages),
         cmocka_unit_test(test_snapshot_order),
         cmocka_unit_test(test_hot_threshold),
         cmocka_unit_test(test_batch_equals_single),
