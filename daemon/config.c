@@ -135,7 +135,7 @@ const struct nt_config_key nt_config_keys[] = {
             "Most CPU time sampling may cost, in percent of one CPU."),
     DURATION("sampler", "damon_sample_interval", damon_sample_usec, "100us", "1s", "5ms",
              "DAMON's sampling interval: how often it checks one page per region."),
-    UINT("sampler", "damon_min_regions", damon_min_regions, "3", "100000", "64",
+    UINT("sampler", "damon_min_regions", damon_min_regions, "3", "100000", "10",
          "Fewest regions DAMON splits each process into."),
     UINT("sampler", "damon_max_regions", damon_max_regions, "10", "1000000", "1000",
          "Most regions DAMON keeps in all, over every watched process together."),

@@ -366,7 +366,7 @@ void nt_damon_params_from_config(const struct nt_config *cfg, struct nt_damon_pa
     *out = (struct nt_damon_params){
         .sample_usec = cfg ? cfg->damon_sample_usec : 5000,
         .aggr_usec = cfg ? cfg->sample_interval_usec : 200000,
-        .min_regions = cfg ? cfg->damon_min_regions : 64,
+        .min_regions = cfg ? cfg->damon_min_regions : 10,
         .max_regions = cfg ? cfg->damon_max_regions : 1000,
     };
     /* DAMON refuses a sampling interval longer than the aggregation one. */
