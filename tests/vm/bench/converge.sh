@@ -9,6 +9,8 @@
 #   numatier.bench.variant=free|pinned
 #   numatier.bench.mib=512  numatier.bench.deadline=120  numatier.bench.hot=25
 #   numatier.bench.hog=1|0  (free variant: busy loop on CPU 1, see below)
+#   numatier.bench.damon_min_regions=N  (numatierd's [sampler] setting; unset:
+#           its default)
 #
 # Setup: memhog first-touches MiB on node 1, then runs on node 0's CPU.
 #   free:   its threads are free (no affinity); moving the threads or the
@@ -30,6 +32,7 @@ VARIANT=$(kernel_arg numatier.bench.variant free)
 MIB=$(kernel_arg numatier.bench.mib 512)
 DEADLINE=$(kernel_arg numatier.bench.deadline 120)
 HOT=$(kernel_arg numatier.bench.hot 25)
+MIN_REGIONS=$(kernel_arg numatier.bench.damon_min_regions "")
 
 if [ "$VARIANT" = free ] && [ "$(kernel_arg numatier.bench.hog 1)" = 1 ]; then
     taskset -c 1 sh -c 'while :; do :; done' 3>&- &
@@ -54,8 +57,8 @@ T0=$(now_ms)
 case $MOVER in
 numatierd)
     start_daemon "[procs]" "min_rss = 16M" "include_comm = memhog" \
-        "[sampler]" "backend = damon" "[placement]" "hysteresis = 2" \
-        "remote_penalty = 2000"
+        "[sampler]" "backend = damon" ${MIN_REGIONS:+"damon_min_regions = $MIN_REGIONS"} \
+        "[placement]" "hysteresis = 2" "remote_penalty = 2000"
     MOVER_PID=$NT_DAEMON_PID ;;
 numad)
     # -i 1:2: scan every 1-2 s instead of 5-15 s; it still acts only on
